@@ -1,0 +1,178 @@
+"""SQLModel tables. The schema's history lives in ``db/migrations``; this module is its latest state.
+
+Times are aware UTC ``datetime`` (SQLModel's UTCDateTime; SQLite stores them as UTC text); dates that registries give whole are
+``date``; partial registry dates ("2006-11") are ISO partial strings. List-valued fields a
+researcher filters on live in child tables; the same lists are also kept as JSON on the parent
+row so that listing studies needs no join.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+
+def _fk(target: str) -> Column:  # type: ignore[type-arg]
+    return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=True)
+
+
+class Study(SQLModel, table=True):
+    """One registration, keyed on (registry, registry_id)."""
+
+    __tablename__ = "study"
+    __table_args__ = (
+        UniqueConstraint("registry", "registry_id", name="uq_study_registry_id"),
+        Index("ix_study_first_posted", "first_posted"),
+        Index("ix_study_last_update_posted", "last_update_posted"),
+        Index("ix_study_first_seen_run", "first_seen_run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "registry" is reserved on declarative classes, hence the attribute name; the column is "registry".
+    registry_name: str = Field(sa_column=Column("registry", String(16), nullable=False))
+    registry_id: str = Field(max_length=64)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    official_title: str | None = Field(default=None, sa_column=Column(Text))
+    acronym: str | None = None
+    study_type: str | None = None
+    phase: str = Field(default="UNKNOWN", index=True)
+    phase_raw: str | None = None
+    status: str = Field(default="UNKNOWN", index=True)
+    status_raw: str | None = None
+    conditions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    interventions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mesh_terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enrollment: int | None = None
+    enrollment_type: str | None = None
+    sponsor: str | None = Field(default=None, sa_column=Column(Text))
+    sponsor_class: str | None = None
+    first_posted: dt.date | None = None
+    last_update_posted: dt.date | None = None
+    start_date: str | None = None
+    primary_completion_date: str | None = None
+    completion_date: str | None = None
+    has_results: bool = False
+    brief_summary: str | None = Field(default=None, sa_column=Column(Text))
+    url: str
+    content_hash: str = Field(max_length=64)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed record
+    first_seen_at: dt.datetime
+    last_changed_at: dt.datetime
+    first_seen_run_id: int | None = None
+    last_changed_run_id: int | None = None
+
+
+class StudyCondition(SQLModel, table=True):
+    """A condition as the registry names it."""
+
+    __tablename__ = "study_condition"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    position: int
+    name: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class StudyIntervention(SQLModel, table=True):
+    """An intervention with its registry type (BIOLOGICAL, DRUG, ...)."""
+
+    __tablename__ = "study_intervention"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    position: int
+    type: str | None = None
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    other_names: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class StudyMesh(SQLModel, table=True):
+    """A MeSH term the registry derived for a condition or intervention (or an ancestor)."""
+
+    __tablename__ = "study_mesh"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    kind: str  # condition | intervention
+    mesh_id: str | None = None
+    term: str
+    ancestor: bool = False
+
+
+class StudySecondaryId(SQLModel, table=True):
+    """Another registry's or organisation's id for a study (EudraCT, CTIS, ISRCTN, grants)."""
+
+    __tablename__ = "study_secondary_id"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    value: str = Field(index=True)
+    type: str | None = None
+    domain: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class StudyReference(SQLModel, table=True):
+    """A citation attached to a study by its registry, with its PMID when given."""
+
+    __tablename__ = "study_reference"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    pmid: str | None = Field(default=None, index=True)
+    type: str | None = None
+    citation: str | None = Field(default=None, sa_column=Column(Text))
+    retraction_pmids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class StudyChange(SQLModel, table=True):
+    """One tracked field of a study that changed between two runs: from what, to what, when."""
+
+    __tablename__ = "study_change"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    field: str
+    old_value: str | None = None
+    new_value: str | None = None
+    changed_at: dt.datetime = Field(index=True)
+    run_id: int | None = None
+
+
+class SourceState(SQLModel, table=True):
+    """Per-source watermark: the registry date up to which everything has been stored."""
+
+    __tablename__ = "source_state"
+    source: str = Field(primary_key=True)
+    watermark: dt.date | None = None
+    last_success_at: dt.datetime | None = None
+    last_run_id: int | None = None
+
+
+class FetchRun(SQLModel, table=True):
+    """One run of one source: when, what window, what it did, how it ended."""
+
+    __tablename__ = "fetch_run"
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    outcome: str = "running"  # running | ok | partial | failed
+    window_start: dt.date | None = None
+    window_end: dt.date | None = None
+    full: bool = False
+    fetched: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,0 +1,299 @@
+"""ClinicalTrials.gov API v2: token-paged ``/studies`` JSON to StudyRecord.
+
+Contract (shared/docs/API_NOTES.md section 1): ``pageSize`` is capped at 1000; ``nextPageToken``
+is absent on the last page and only valid with exactly the same parameters; ``totalCount`` comes
+on the first page only and only with ``countTotal=true``; a page may hold no studies; dates are
+day-granular, start/completion dates may be partial ("2006-11"); observational studies have no
+``phases``; text fields are markdown with backslash escapes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from db.records import Intervention, Mesh, Reference, SecondaryId, StudyRecord
+from sources.base import Page, Window
+from tracker.config import SourceSettings
+from tracker.errors import ParseError
+from tracker.taxonomy import ctgov_phase, ctgov_status
+
+NAME = "ctgov"
+STUDY_URL = "https://clinicaltrials.gov/study/{}"
+NCT_RE = re.compile(r"^NCT\d{8}$")
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>~|])")
+
+
+def build_params(
+    query: str, window: Window, *, page_size: int = 1000, page_token: str | None = None
+) -> dict[str, str]:
+    """Query parameters for one ``/studies`` page of ``window``.
+
+    Every page repeats the first page's parameters exactly (a token is only valid with them);
+    only ``pageToken`` is added.
+    """
+    params = {
+        "format": "json",
+        "query.term": query,
+        "pageSize": str(min(max(page_size, 1), 1000)),
+        "countTotal": "true",
+        "sort": "LastUpdatePostDate:asc",
+    }
+    if window.since is not None:
+        params["filter.advanced"] = (
+            f"AREA[LastUpdatePostDate]RANGE[{window.since.isoformat()},MAX]"
+        )
+    if page_token:
+        params["pageToken"] = page_token
+    return params
+
+
+def parse_page(body: bytes) -> tuple[list[dict[str, Any]], int | None, str | None]:
+    """Split one ``/studies`` response into (studies, totalCount, nextPageToken).
+
+    Raises ParseError for a body that is not the documented JSON object (an HTML error page,
+    a truncated body).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        head = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
+        raise ParseError(
+            f"ctgov: response is not JSON ({exc}); it starts {head!r}. The API or a proxy sent "
+            "an error page; run again later"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("studies"), list):
+        raise ParseError("ctgov: response has no 'studies' list; the API changed shape")
+    total = data.get("totalCount")
+    if total is not None and not isinstance(total, int):
+        raise ParseError(f"ctgov: totalCount is not a number: {total!r}")
+    token = data.get("nextPageToken")
+    return data["studies"], total, token if isinstance(token, str) and token else None
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = _MD_ESCAPE.sub(r"\1", value).strip()
+    return value or None
+
+
+def _date(struct: Any) -> str | None:
+    """ISO (possibly partial) date of a CT.gov date struct; None when absent or malformed."""
+    if isinstance(struct, dict):
+        struct = struct.get("date")
+    if not isinstance(struct, str):
+        return None
+    value = struct.strip()
+    if re.fullmatch(r"\d{4}(-\d{2}(-\d{2})?)?", value):
+        return value
+    return None
+
+
+def _full_date(struct: Any) -> dt.date | None:
+    value = _date(struct)
+    if value and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _strings(values: Any) -> list[str]:
+    if not isinstance(values, list):
+        return []
+    out = []
+    for v in values:
+        t = _text(v)
+        if t:
+            out.append(t)
+    return out
+
+
+def record_id(study: Any) -> str | None:
+    """The NCT id of a raw study, or None if it has none."""
+    try:
+        nct = study["protocolSection"]["identificationModule"]["nctId"]
+    except (KeyError, TypeError):
+        return None
+    return nct if isinstance(nct, str) else None
+
+
+def _mesh(module: Any, kind: str) -> list[Mesh]:
+    if not isinstance(module, dict):
+        return []
+    out = [
+        Mesh(kind, m.get("id"), m["term"])
+        for m in module.get("meshes") or []
+        if isinstance(m, dict) and isinstance(m.get("term"), str)
+    ]
+    out += [
+        Mesh(kind, m.get("id"), m["term"], ancestor=True)
+        for m in module.get("ancestors") or []
+        if isinstance(m, dict) and isinstance(m.get("term"), str)
+    ]
+    return out
+
+
+def parse_study(study: dict[str, Any], raw: bytes | None = None) -> StudyRecord:
+    """Normalise one API v2 study. ``raw`` is its compact JSON if the caller already has it.
+
+    Only the NCT id and a title are required; every other module may be missing. Raises
+    ParseError when the study cannot be keyed.
+    """
+    if not isinstance(study, dict):
+        raise ParseError("ctgov: a study is not a JSON object")
+    proto = study.get("protocolSection")
+    if not isinstance(proto, dict):
+        raise ParseError("ctgov: study has no protocolSection")
+    ident = proto.get("identificationModule") or {}
+    nct = ident.get("nctId") if isinstance(ident, dict) else None
+    if not isinstance(nct, str) or not NCT_RE.match(nct.strip()):
+        raise ParseError(f"ctgov: study has no valid nctId ({nct!r})")
+    nct = nct.strip()
+    title = _text(ident.get("briefTitle")) or _text(ident.get("officialTitle"))
+    if not title:
+        raise ParseError(f"ctgov: {nct} has no title")
+
+    status_mod = proto.get("statusModule") or {}
+    design = proto.get("designModule") or {}
+    conds = proto.get("conditionsModule") or {}
+    arms = proto.get("armsInterventionsModule") or {}
+    desc = proto.get("descriptionModule") or {}
+    elig = proto.get("eligibilityModule") or {}
+    sponsors = proto.get("sponsorCollaboratorsModule") or {}
+    refs_mod = proto.get("referencesModule") or {}
+    derived = study.get("derivedSection") or {}
+
+    phases = design.get("phases")
+    phases = [p for p in phases if isinstance(p, str)] if isinstance(phases, list) else None
+    status_raw = status_mod.get("overallStatus")
+    status_raw = status_raw if isinstance(status_raw, str) else None
+    enrollment_info = design.get("enrollmentInfo") or {}
+    count = enrollment_info.get("count")
+    lead = sponsors.get("leadSponsor") or {}
+
+    interventions = []
+    for iv in arms.get("interventions") or []:
+        if not isinstance(iv, dict):
+            continue
+        name = _text(iv.get("name"))
+        if name:
+            interventions.append(
+                Intervention(
+                    type=iv.get("type") if isinstance(iv.get("type"), str) else None,
+                    name=name,
+                    description=_text(iv.get("description")),
+                    other_names=_strings(iv.get("otherNames")),
+                )
+            )
+
+    references = []
+    for ref in refs_mod.get("references") or []:
+        if not isinstance(ref, dict):
+            continue
+        pmid = ref.get("pmid")
+        references.append(
+            Reference(
+                pmid=str(pmid).strip() if pmid else None,
+                type=ref.get("type") if isinstance(ref.get("type"), str) else None,
+                citation=_text(ref.get("citation")),
+                retraction_pmids=[
+                    str(r["pmid"]) for r in ref.get("retractions") or []
+                    if isinstance(r, dict) and r.get("pmid")
+                ],
+            )
+        )
+
+    secondary = [
+        SecondaryId(
+            value=str(s["id"]).strip(),
+            type=s.get("type") if isinstance(s.get("type"), str) else None,
+            domain=_text(s.get("domain")),
+        )
+        for s in ident.get("secondaryIdInfos") or []
+        if isinstance(s, dict) and s.get("id")
+    ]
+
+    if raw is None:
+        raw = orjson.dumps(study)
+    return StudyRecord(
+        registry=NAME,
+        registry_id=nct,
+        title=title,
+        url=STUDY_URL.format(nct),
+        raw=raw,
+        content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        official_title=_text(ident.get("officialTitle")),
+        acronym=_text(ident.get("acronym")),
+        study_type=design.get("studyType") if isinstance(design.get("studyType"), str) else None,
+        phase=ctgov_phase(phases),
+        phase_raw="|".join(phases) if phases else None,
+        status=ctgov_status(status_raw),
+        status_raw=status_raw,
+        conditions=_strings(conds.get("conditions")),
+        keywords=_strings(conds.get("keywords")),
+        mesh=_mesh(derived.get("conditionBrowseModule"), "condition")
+        + _mesh(derived.get("interventionBrowseModule"), "intervention"),
+        interventions=interventions,
+        enrollment=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        enrollment_type=enrollment_info.get("type") if isinstance(enrollment_info, dict) else None,
+        sponsor=_text(lead.get("name")) if isinstance(lead, dict) else None,
+        sponsor_class=lead.get("class") if isinstance(lead, dict) else None,
+        first_posted=_full_date(status_mod.get("studyFirstPostDateStruct")),
+        last_update_posted=_full_date(status_mod.get("lastUpdatePostDateStruct")),
+        start_date=_date(status_mod.get("startDateStruct")),
+        primary_completion_date=_date(status_mod.get("primaryCompletionDateStruct")),
+        completion_date=_date(status_mod.get("completionDateStruct")),
+        has_results=study.get("hasResults") is True,
+        brief_summary=_text(desc.get("briefSummary")),
+        detailed_description=_text(desc.get("detailedDescription")),
+        eligibility=_text(elig.get("eligibilityCriteria")),
+        secondary_ids=secondary,
+        references=references,
+        aliases=_strings(ident.get("nctIdAliases")),
+    )
+
+
+class ClinicalTrialsGov:
+    """The ClinicalTrials.gov source (``ctgov``)."""
+
+    name = NAME
+    kind = "study"
+
+    def __init__(self, settings: SourceSettings) -> None:
+        self.settings = settings
+
+    def fetch(self, http: Any, window: Window) -> Iterator[Page]:
+        """Yield every page of ``window``, following ``nextPageToken`` with the same params."""
+        url = self.settings.url.rstrip("/") + "/studies"
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        first = True
+        while True:
+            params = build_params(
+                self.settings.query, window, page_size=self.settings.page_size, page_token=token
+            )
+            response = http.get(NAME, url, params)
+            studies, total, token = parse_page(response.content)
+            yield Page(items=studies, total=total if first else None)
+            first = False
+            if token is None:
+                return
+            if token in seen_tokens:
+                raise ParseError(f"ctgov: the API repeated page token {token!r}; paging stopped")
+            seen_tokens.add(token)
+
+    def parse(self, item: Any) -> StudyRecord:
+        """Normalise one raw study (see ``parse_study``)."""
+        return parse_study(item)
+
+    def record_id(self, item: Any) -> str | None:
+        """The NCT id of a raw study."""
+        return record_id(item)

@@ -1,0 +1,253 @@
+"""Europe PMC REST ``/search``: request building and response parsing.
+
+Pure functions only: ``build_*`` produce the query string and the parameters of one page
+request, ``parse_search_page`` turns one JSON page into typed records. The contract and its
+quirks are in ``shared/docs/API_NOTES.md`` §3.
+
+Error tree (provisional, to be re-parented onto the project's ``tracker.errors``)::
+
+    EuropePMCError              root of this module's errors
+    └── EuropePMCParseError     the body is not a JSON search page (HTML error page, XML,
+                                truncated JSON, no ``resultList``)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from bs4 import BeautifulSoup
+
+from db.records import Mesh, PublicationRecord
+
+__all__ = [
+    "EuropePMCError",
+    "EuropePMCParseError",
+    "SearchPage",
+    "build_search_params",
+    "build_window_query",
+    "parse_search_page",
+]
+
+SOURCE = "europepmc"
+MAX_PAGE_SIZE = 1000
+# Inline tags that must not introduce a space when flattened: "H<sub>2</sub>S" -> "H2S".
+_INLINE_TAGS = ("sub", "sup", "i", "b", "em", "strong", "u", "span", "a", "small", "sc")
+
+
+class EuropePMCError(Exception):
+    """Root of the errors raised while building or reading Europe PMC calls."""
+
+
+class EuropePMCParseError(EuropePMCError):
+    """The response body is not a Europe PMC JSON search page."""
+
+
+# --------------------------------------------------------------------------------------------
+# Request building
+# --------------------------------------------------------------------------------------------
+
+
+def build_search_params(
+    query: str, *, cursor: str = "*", page_size: int = MAX_PAGE_SIZE, email: str | None = None
+) -> dict[str, str]:
+    """Build the parameters of one ``/search`` page (``resultType=core``, JSON).
+
+    Pass the previous page's ``next_cursor`` as ``cursor`` unencoded: httpx encodes it once,
+    and a double-encoded cursor silently restarts paging.
+
+    Raises ``ValueError`` when ``page_size`` is outside 1..1000 or ``cursor`` is empty.
+    """
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be within 1..{MAX_PAGE_SIZE}, got {page_size}")
+    if not cursor:
+        raise ValueError("cursor must be '*' or a previous page's nextCursorMark")
+    params = {
+        "query": query,
+        "resultType": "core",
+        "format": "json",
+        "cursorMark": cursor,
+        "pageSize": str(page_size),
+    }
+    if email:
+        params["email"] = email
+    return params
+
+
+def build_window_query(base_query: str, since: dt.date, until: dt.date) -> str:
+    """Restrict ``base_query`` to records first indexed in ``[since, until]`` (inclusive).
+
+    FIRST_IDATE (not FIRST_PDATE) because old papers indexed late must count as new.
+
+    >>> build_window_query("mesenchymal", dt.date(2025, 1, 1), dt.date(2025, 1, 31))
+    '(mesenchymal) AND FIRST_IDATE:[2025-01-01 TO 2025-01-31]'
+
+    Raises ``ValueError`` when the window is inverted or the base query is blank.
+    """
+    if since > until:
+        raise ValueError(f"since {since} is after until {until}")
+    if not base_query.strip():
+        raise ValueError("base_query is empty")
+    return f"({base_query}) AND FIRST_IDATE:[{since.isoformat()} TO {until.isoformat()}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Response parsing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """One page of results; ``next_cursor`` is None on the last page."""
+
+    hit_count: int
+    next_cursor: str | None
+    records: list[PublicationRecord] = field(default_factory=list)
+
+
+def clean_html(text: str | None) -> str | None:
+    """Markup-free text: tags removed (block tags become spaces), entities decoded,
+    whitespace collapsed. ``None``/blank -> ``None``."""
+    if not text:
+        return None
+    if "<" in text:
+        soup = BeautifulSoup(text, "html.parser")
+        for tag in soup.find_all(_INLINE_TAGS):
+            tag.unwrap()
+        soup.smooth()
+        text = soup.get_text(" ")
+    elif "&" in text:
+        text = html.unescape(text)
+    return " ".join(text.split()) or None
+
+
+def _list(block: Any, key: str) -> list[Any]:
+    """``{"pubType": [...]}`` -> list; tolerate a missing block or a bare scalar."""
+    if not isinstance(block, dict):
+        return []
+    value = block.get(key)
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _date(value: Any) -> dt.date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _mesh(result: dict[str, Any]) -> list[Mesh]:
+    out = []
+    for heading in _list(result.get("meshHeadingList"), "meshHeading"):
+        if not isinstance(heading, dict) or not heading.get("descriptorName"):
+            continue
+        major = heading.get("majorTopic_YN") == "Y" or any(
+            isinstance(q, dict) and q.get("majorTopic_YN") == "Y"
+            for q in _list(heading.get("meshQualifierList"), "meshQualifier")
+        )
+        out.append(Mesh(kind="heading", mesh_id=None, term=heading["descriptorName"], major=major))
+    return out
+
+
+def _preprint_of(result: dict[str, Any]) -> str | None:
+    """``SRC:id`` of the published version a preprint points to ("Preprint of" link)."""
+    for link in _list(result.get("commentCorrectionList"), "commentCorrection"):
+        if isinstance(link, dict) and link.get("type") == "Preprint of" and link.get("id"):
+            return f"{link.get('source') or 'MED'}:{link['id']}"
+    return None
+
+
+def _pub_types(result: dict[str, Any]) -> list[str]:
+    types = _list(result.get("pubTypeList"), "pubType")
+    if not types and isinstance(result.get("pubType"), str):  # resultType=lite: "a; b"
+        types = [t.strip() for t in result["pubType"].split(";") if t.strip()]
+    return [str(t) for t in types]
+
+
+def _journal(result: dict[str, Any]) -> str | None:
+    info = result.get("journalInfo")
+    if isinstance(info, dict) and isinstance(info.get("journal"), dict):
+        title = info["journal"].get("title")
+        if title:
+            return str(title)
+    return result.get("journalTitle") or None  # resultType=lite
+
+
+def _record(result: Any) -> PublicationRecord:
+    if not isinstance(result, dict):
+        raise EuropePMCParseError(f"result entry is a {type(result).__name__}, not an object")
+    src, rid = result.get("source"), result.get("id")
+    if not src or not rid:
+        raise EuropePMCParseError(f"result without source/id: {str(result)[:120]}")
+    raw = orjson.dumps(result)
+    pub_date = result.get("firstPublicationDate") or None
+    year = result.get("pubYear") or (pub_date[:4] if pub_date else None)
+    authors = result.get("authorString")
+    return PublicationRecord(
+        source=SOURCE,
+        source_id=f"{src}:{rid}",
+        title=clean_html(result.get("title")) or "",
+        raw=raw,
+        content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        pmid=result.get("pmid") or None,
+        pmcid=result.get("pmcid") or None,
+        doi=result.get("doi") or None,
+        abstract=clean_html(result.get("abstractText")),
+        journal=_journal(result),
+        pub_date=pub_date,
+        pub_year=int(year) if year and str(year).isdigit() else None,
+        publication_types=_pub_types(result),
+        mesh=_mesh(result),
+        keywords=[str(k) for k in _list(result.get("keywordList"), "keyword") if k],
+        # authorString ends with a full stop ("Smith J, Doe A."); drop it to match PubMed's form
+        authors=authors.rstrip(". ") or None if isinstance(authors, str) else None,
+        is_preprint=src == "PPR",
+        preprint_of=_preprint_of(result),
+        date_revised=_date(result.get("dateOfRevision")),
+        index_date=_date(result.get("firstIndexDate")),
+        url=f"https://europepmc.org/article/{src}/{rid}",
+    )
+
+
+def parse_search_page(body: bytes) -> SearchPage:
+    """Parse one ``/search?format=json`` page (``core`` or ``lite``) into records.
+
+    ``next_cursor`` is None at the end of results: when ``nextCursorMark`` is missing, when it
+    echoes the cursor that was sent (the request echo holds it, URL-encoded), or when the page
+    has no results. Europe PMC reports the end each of these ways.
+
+    Raises ``EuropePMCParseError`` when the body is not JSON (HTML error page, XML/DC format,
+    truncated download) or has no ``resultList``/``hitCount``.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        head = body[:80].decode("utf-8", "replace").strip()
+        raise EuropePMCParseError(f"search body is not JSON ({exc}); starts {head!r}") from exc
+    if not isinstance(doc, dict):
+        raise EuropePMCParseError(f"search JSON is a {type(doc).__name__}, not an object")
+    result_list = doc.get("resultList")
+    if not isinstance(result_list, dict) or not isinstance(result_list.get("result", []), list):
+        detail = doc.get("errMsg") or doc.get("error") or ", ".join(sorted(doc)[:8])
+        raise EuropePMCParseError(f"search JSON has no resultList ({detail})")
+    try:
+        hit_count = int(doc["hitCount"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EuropePMCParseError(f"search JSON has no integer hitCount: {exc}") from exc
+
+    records = [_record(r) for r in result_list.get("result", [])]
+    next_cursor = doc.get("nextCursorMark") or None
+    request = doc.get("request")
+    sent = request.get("cursorMark") if isinstance(request, dict) else None
+    if not records or (next_cursor and isinstance(sent, str) and unquote(sent) == next_cursor):
+        next_cursor = None
+    return SearchPage(hit_count=hit_count, next_cursor=next_cursor, records=records)

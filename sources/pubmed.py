@@ -1,0 +1,725 @@
+"""NCBI E-utilities (PubMed): request building and response parsing.
+
+Pure functions only in this part of the module: ``build_*_params`` turn a query into the
+parameter dict of one esearch/efetch call, and ``parse_*`` turn a response body into typed
+results. Nothing here does I/O. The contracts and quirks are in ``shared/docs/API_NOTES.md`` §2.
+
+Error tree (provisional, to be re-parented onto the project's ``tracker.errors``)::
+
+    PubMedError                 root of this module's errors
+    ├── PubMedParseError        the body is not the document the contract promises
+    │                           (HTML error page, truncated XML, wrong root, bad JSON)
+    └── PubMedServerError       NCBI declared an error inside an HTTP 200 body
+                                (``<ERROR>``, ``ErrorList``, JSON ``ERROR``/``errorlist``)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import orjson
+from lxml import etree
+
+from db.records import DataBankAccession, Mesh, PublicationRecord
+
+__all__ = [
+    "ESearchResult",
+    "PubMedError",
+    "PubMedParseError",
+    "PubMedServerError",
+    "build_efetch_params",
+    "build_esearch_params",
+    "parse_efetch",
+    "parse_esearch_json",
+    "parse_esearch_xml",
+]
+
+SOURCE = "pubmed"
+ESEARCH_MAX_RETMAX = 10_000  # E-utilities hard cap for both esearch and efetch retmax
+
+
+class PubMedError(Exception):
+    """Root of the errors raised while building or reading E-utilities calls."""
+
+
+class PubMedParseError(PubMedError):
+    """The response body is not the XML/JSON document the E-utilities contract promises."""
+
+
+class PubMedServerError(PubMedError):
+    """NCBI reported an error inside an otherwise successful (HTTP 200) response."""
+
+
+# --------------------------------------------------------------------------------------------
+# Request building
+# --------------------------------------------------------------------------------------------
+
+
+def _eutils_identity(tool: str, email: str, api_key: str | None) -> dict[str, str]:
+    params = {"tool": tool, "email": email}
+    if api_key:
+        params["api_key"] = api_key
+    return params
+
+
+def build_esearch_params(
+    term: str,
+    *,
+    mindate: dt.date,
+    maxdate: dt.date,
+    datetype: str = "edat",
+    retmax: int = 0,
+    tool: str,
+    email: str,
+    api_key: str | None = None,
+) -> dict[str, str]:
+    """Build the parameters of one esearch call that posts a date window to the History server.
+
+    ``mindate``/``maxdate`` are inclusive and always sent together (NCBI ignores one alone).
+    With the default ``retmax=0`` the response carries only Count, WebEnv and QueryKey, which
+    is what the efetch paging loop needs.
+
+    Raises ``ValueError`` when the window is inverted or ``retmax`` is outside 0..10,000.
+    """
+    if mindate > maxdate:
+        raise ValueError(f"mindate {mindate} is after maxdate {maxdate}")
+    if not 0 <= retmax <= ESEARCH_MAX_RETMAX:
+        raise ValueError(f"retmax must be within 0..{ESEARCH_MAX_RETMAX}, got {retmax}")
+    params = {
+        "db": "pubmed",
+        "term": term,
+        "usehistory": "y",
+        "retmode": "json",
+        "datetype": datetype,
+        "mindate": mindate.strftime("%Y/%m/%d"),
+        "maxdate": maxdate.strftime("%Y/%m/%d"),
+        "retmax": str(retmax),
+    }
+    params.update(_eutils_identity(tool, email, api_key))
+    return params
+
+
+def build_efetch_params(
+    webenv: str,
+    query_key: str | int,
+    retstart: int,
+    retmax: int,
+    tool: str,
+    email: str,
+    api_key: str | None = None,
+) -> dict[str, str]:
+    """Build the parameters of one efetch page read from the History server (XML only).
+
+    Raises ``ValueError`` when ``retstart`` is negative or ``retmax`` is outside 1..10,000.
+    """
+    if retstart < 0:
+        raise ValueError(f"retstart must be >= 0, got {retstart}")
+    if not 1 <= retmax <= ESEARCH_MAX_RETMAX:
+        raise ValueError(f"retmax must be within 1..{ESEARCH_MAX_RETMAX}, got {retmax}")
+    params = {
+        "db": "pubmed",
+        "WebEnv": webenv,
+        "query_key": str(query_key),
+        "retstart": str(retstart),
+        "retmax": str(retmax),
+        "retmode": "xml",
+    }
+    params.update(_eutils_identity(tool, email, api_key))
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# esearch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ESearchResult:
+    """What one esearch call reports.
+
+    ``errors`` holds the non-fatal messages NCBI attached (WarningList / warninglist entries such
+    as "quoted phrase not found"); fatal ones raise instead.
+    """
+
+    count: int
+    webenv: str | None
+    query_key: str | None
+    ids: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+# One parser for every body: no DTD fetch (efetch bodies name an http(s) DTD), no network,
+# no entity expansion (XXE / billion laughs), no huge-tree mode. lxml parsers may be shared.
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def _parse_xml(body: bytes, what: str) -> etree._Element:
+    if not body or not body.strip():
+        raise PubMedParseError(f"empty {what} body")
+    try:
+        return etree.fromstring(body, _XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        head = body[:80].decode("utf-8", "replace").strip()
+        raise PubMedParseError(f"{what} body is not well-formed XML ({exc}); starts {head!r}") from exc
+
+
+def _to_int(value: object, what: str) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError) as exc:
+        raise PubMedParseError(f"esearch {what} is not an integer: {value!r}") from exc
+
+
+def parse_esearch_json(body: bytes) -> ESearchResult:
+    """Read an esearch ``retmode=json`` body (counts arrive as strings).
+
+    Raises ``PubMedServerError`` on an ``ERROR`` key or a non-empty ``errorlist``, and
+    ``PubMedParseError`` when the body is not JSON or lacks ``esearchresult``/``count``.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        head = body[:80].decode("utf-8", "replace").strip()
+        raise PubMedParseError(f"esearch body is not JSON ({exc}); starts {head!r}") from exc
+    if not isinstance(doc, dict):
+        raise PubMedParseError(f"esearch JSON is a {type(doc).__name__}, not an object")
+    if "error" in doc and "esearchresult" not in doc:
+        # e.g. the 429 body {"error":"API rate limit exceeded","count":"4","limit":"3"}
+        raise PubMedServerError(f"esearch error: {doc['error']}")
+    result = doc.get("esearchresult")
+    if not isinstance(result, dict):
+        raise PubMedParseError("esearch JSON has no 'esearchresult' object")
+    if result.get("ERROR"):
+        raise PubMedServerError(f"esearch error: {result['ERROR']}")
+    fatal = _json_messages(result.get("errorlist"))
+    if fatal:
+        raise PubMedServerError("esearch errorlist: " + "; ".join(fatal))
+    if "count" not in result:
+        raise PubMedParseError("esearch JSON has no 'count'")
+    ids = result.get("idlist") or []
+    if not isinstance(ids, list):
+        raise PubMedParseError("esearch 'idlist' is not a list")
+    return ESearchResult(
+        count=_to_int(result["count"], "count"),
+        webenv=result.get("webenv") or None,
+        query_key=(str(result["querykey"]) if result.get("querykey") not in (None, "") else None),
+        ids=[str(i) for i in ids],
+        errors=_json_messages(result.get("warninglist")),
+    )
+
+
+def _json_messages(block: object) -> list[str]:
+    """Flatten ``{"phrasesnotfound": ["x"], "fieldsnotfound": []}`` into ``["phrasesnotfound: x"]``."""
+    if not isinstance(block, dict):
+        return []
+    out = []
+    for key, values in block.items():
+        if isinstance(values, list):
+            out.extend(f"{key}: {v}" for v in values if v not in (None, ""))
+        elif values:
+            out.append(f"{key}: {values}")
+    return out
+
+
+def parse_esearch_xml(body: bytes) -> ESearchResult:
+    """Read an esearch XML body (``eSearchResult``).
+
+    Raises ``PubMedServerError`` on ``<ERROR>`` or a non-empty ``<ErrorList>``, and
+    ``PubMedParseError`` when the body is not an ``eSearchResult`` with a ``Count``.
+    """
+    root = _parse_xml(body, "esearch")
+    if root.tag != "eSearchResult":
+        raise PubMedParseError(f"esearch root element is <{root.tag}>, expected <eSearchResult>")
+    error = root.findtext("ERROR")
+    if error is not None:
+        raise PubMedServerError(f"esearch error: {_squash(error)}")
+    error_list = root.find("ErrorList")
+    if error_list is not None:
+        fatal = [f"{el.tag}: {_text(el)}" for el in error_list if _text(el)]
+        if fatal:
+            raise PubMedServerError("esearch ErrorList: " + "; ".join(fatal))
+    count = root.findtext("Count")
+    if count is None:
+        raise PubMedParseError("esearch XML has no <Count>")
+    warnings = root.find("WarningList")
+    return ESearchResult(
+        count=_to_int(count, "Count"),
+        webenv=root.findtext("WebEnv") or None,
+        query_key=root.findtext("QueryKey") or None,
+        ids=[(i.text or "").strip() for i in root.iterfind("IdList/Id")],
+        errors=[f"{el.tag}: {_text(el)}" for el in warnings if _text(el)] if warnings is not None else [],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# efetch
+# --------------------------------------------------------------------------------------------
+# Speed note: the walkers below loop over an element's children and dispatch on ``tag``
+# rather than calling find()/findtext() per field. lxml's find* go through the Python
+# ElementPath layer (~1 µs a call); plain child iteration is about 5x cheaper, and a nightly
+# run parses tens of thousands of articles.
+
+_MONTHS = {
+    name: f"{i:02d}"
+    for i, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+# A season stands for its first month in the journal's (northern-hemisphere) year.
+_SEASONS = {"winter": "01", "spring": "03", "summer": "06", "fall": "09", "autumn": "09"}
+_MEDLINE_DATE = re.compile(r"(\d{4})(?:\s+([A-Za-z]+)\.?(?:\s+(\d{1,2}))?)?")
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _text(el: etree._Element | None) -> str:
+    """Element text with inline markup (i, sup, sub, MathML) flattened and whitespace collapsed."""
+    if el is None:
+        return ""
+    if len(el) == 0:  # fast path: no inline markup (the vast majority of fields)
+        text = el.text
+        return " ".join(text.split()) if text else ""
+    return " ".join("".join(el.itertext()).split())
+
+
+def _month(token: str | None) -> str | None:
+    if not token:
+        return None
+    token = token.strip().lower()
+    if token.isdigit():
+        n = int(token)
+        return f"{n:02d}" if 1 <= n <= 12 else None
+    return _MONTHS.get(token[:3]) or _SEASONS.get(token)
+
+
+def _iso_partial(year: str | None, month: str | None, day: str | None) -> str | None:
+    if not year:
+        return None
+    y = year.strip()
+    if len(y) != 4 or not y.isdigit():
+        return None
+    if not month:
+        return y
+    if day and day.strip().isdigit():
+        d = int(day)
+        try:
+            dt.date(int(y), int(month), d)
+        except ValueError:
+            return f"{y}-{month}"
+        return f"{y}-{month}-{d:02d}"
+    return f"{y}-{month}"
+
+
+def _pub_date(date_el: etree._Element | None) -> str | None:
+    """PubDate -> ISO partial ("2019", "2019-11", "2019-11-05").
+
+    Handles Year/Month/Day with month names or numbers, Year/Season, and MedlineDate such as
+    "2019 Nov-Dec" or "1998 Dec-1999 Jan" (the first month wins).
+    """
+    if date_el is None:
+        return None
+    year = month = season = day = medline = None
+    for c in date_el:
+        tag = c.tag
+        if tag == "Year":
+            year = c.text
+        elif tag == "Month":
+            month = c.text
+        elif tag == "Day":
+            day = c.text
+        elif tag == "Season":
+            season = c.text
+        elif tag == "MedlineDate":
+            medline = c.text
+    if year is not None:
+        mm = _month(month) or _month(season)
+        return _iso_partial(year, mm, day if mm else None)
+    if medline:
+        m = _MEDLINE_DATE.match(medline.strip())
+        if m:
+            mm = _month(m.group(2))
+            return _iso_partial(m.group(1), mm, m.group(3) if mm else None)
+    return None
+
+
+def _whole_date(date_el: etree._Element | None) -> dt.date | None:
+    """A Year/Month/Day element (DateRevised, PubMedPubDate) as a date; None if incomplete."""
+    if date_el is None:
+        return None
+    year = month = day = None
+    for c in date_el:
+        tag = c.tag
+        if tag == "Year":
+            year = c.text
+        elif tag == "Month":
+            month = c.text
+        elif tag == "Day":
+            day = c.text
+    try:
+        return dt.date(int(year or ""), int(_month(month) or ""), int(day or ""))
+    except ValueError:
+        return None
+
+
+def _entrez_date(history: etree._Element | None) -> dt.date | None:
+    if history is None:
+        return None
+    for pub_date in history:
+        if pub_date.get("PubStatus") == "entrez":
+            return _whole_date(pub_date)
+    return None
+
+
+def _abstract(abstract_el: etree._Element | None) -> str | None:
+    """Join AbstractText parts, prefixing structured ones with their label ("RESULTS: ...")."""
+    if abstract_el is None:
+        return None
+    parts = []
+    for part in abstract_el:
+        if part.tag != "AbstractText":  # CopyrightInformation is not abstract text
+            continue
+        text = _text(part)
+        label = part.get("Label")
+        if label:
+            parts.append(f"{label}: {text}" if text else f"{label}:")
+        elif text:
+            parts.append(text)
+    return " ".join(parts) or None
+
+
+def _authors(author_list: etree._Element | None) -> str | None:
+    """"Khan R, Srivastava R, ASPIRE Investigators" (LastName Initials | CollectiveName)."""
+    if author_list is None:
+        return None
+    names = []
+    for author in author_list:
+        if author.tag != "Author" or author.get("ValidYN") == "N":
+            continue
+        last = initials = collective = None
+        for c in author:
+            tag = c.tag
+            if tag == "LastName":
+                last = c.text
+            elif tag == "Initials":
+                initials = c.text
+            elif tag == "CollectiveName":
+                collective = _text(c)
+        if last:
+            names.append(f"{last.strip()} {initials.strip()}" if initials else last.strip())
+        elif collective:
+            names.append(collective)
+    return ", ".join(names) or None
+
+
+def _mesh(mesh_list: etree._Element) -> list[Mesh]:
+    """MeshHeading -> Mesh(kind="heading"); major if the descriptor or any qualifier is starred."""
+    out = []
+    for heading in mesh_list:
+        descriptor = None
+        major = False
+        for c in heading:
+            if c.tag == "DescriptorName":
+                descriptor = c
+                major = major or c.get("MajorTopicYN") == "Y"
+            elif c.tag == "QualifierName" and c.get("MajorTopicYN") == "Y":
+                major = True
+        if descriptor is not None:
+            out.append(Mesh(kind="heading", mesh_id=descriptor.get("UI"), term=_text(descriptor),
+                            major=major))
+    return out
+
+
+def _keywords(keyword_list: etree._Element, into: list[str]) -> None:
+    for el in keyword_list:
+        if el.tag == "Keyword":
+            kw = _text(el)
+            if kw:
+                into.append(kw)
+
+
+def _article_ids(id_list: etree._Element | None, into: dict[str, str]) -> None:
+    """Direct ArticleId children only: ReferenceList nests ArticleIdLists of *cited* papers."""
+    if id_list is None:
+        return
+    for el in id_list:
+        kind = el.get("IdType")
+        value = el.text
+        if kind and value and kind not in into:
+            value = value.strip()
+            if value:
+                into[kind] = value
+
+
+def _elocation_doi(el: etree._Element) -> str | None:
+    if el.get("EIdType") == "doi" and el.get("ValidYN") != "N":
+        return (el.text or "").strip() or None
+    return None
+
+
+def _accessions(databank_list: etree._Element, into: list[DataBankAccession]) -> None:
+    for bank in databank_list:
+        name = ""
+        numbers: list[str] = []
+        for c in bank:
+            if c.tag == "DataBankName":
+                name = _text(c)
+            elif c.tag == "AccessionNumberList":
+                numbers.extend(n.text.strip() for n in c if n.text and n.text.strip())
+        into.extend(DataBankAccession(bank=name, accession=n) for n in numbers)
+
+
+def _year(pub_date: str | None) -> int | None:
+    return int(pub_date[:4]) if pub_date else None
+
+
+def _content_hash(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def _serialise(el: etree._Element) -> bytes:
+    # with_tail=False: the whitespace after the element belongs to the set, not the record
+    return etree.tostring(el, encoding="utf-8", with_tail=False)
+
+
+def _url(pmid: str) -> str:
+    return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+
+
+def _parse_article(el: etree._Element) -> PublicationRecord:
+    citation = pubmed_data = None
+    for c in el:
+        if c.tag == "MedlineCitation":
+            citation = c
+        elif c.tag == "PubmedData":
+            pubmed_data = c
+    if citation is None:
+        raise PubMedParseError("PubmedArticle without MedlineCitation")
+
+    pmid = ""
+    article = None
+    mesh: list[Mesh] = []
+    keywords: list[str] = []
+    date_revised = None
+    for c in citation:
+        tag = c.tag
+        if tag == "PMID":
+            pmid = (c.text or "").strip()
+        elif tag == "Article":
+            article = c
+        elif tag == "MeshHeadingList":
+            mesh = _mesh(c)
+        elif tag == "KeywordList":
+            _keywords(c, keywords)
+        elif tag == "DateRevised":
+            date_revised = _whole_date(c)
+    if not pmid:
+        raise PubMedParseError("PubmedArticle without PMID")
+
+    ids: dict[str, str] = {}
+    index_date = None
+    if pubmed_data is not None:
+        for c in pubmed_data:
+            if c.tag == "ArticleIdList":
+                _article_ids(c, ids)
+            elif c.tag == "History":
+                index_date = _entrez_date(c)
+
+    title = vernacular = ""
+    abstract = journal_title = pub_date = article_date = authors = elocation_doi = None
+    pub_types: list[str] = []
+    accessions: list[DataBankAccession] = []
+    if article is not None:
+        for c in article:
+            tag = c.tag
+            if tag == "Journal":
+                for j in c:
+                    if j.tag == "Title":
+                        journal_title = _text(j) or None
+                    elif j.tag == "JournalIssue":
+                        for issue_child in j:
+                            if issue_child.tag == "PubDate":
+                                pub_date = _pub_date(issue_child)
+            elif tag == "ArticleTitle":
+                title = _text(c)
+            elif tag == "VernacularTitle":
+                vernacular = _text(c)
+            elif tag == "Abstract":
+                abstract = _abstract(c)
+            elif tag == "AuthorList":
+                authors = _authors(c)
+            elif tag == "ELocationID":
+                elocation_doi = elocation_doi or _elocation_doi(c)
+            elif tag == "PublicationTypeList":
+                pub_types = [_text(t) for t in c]
+            elif tag == "DataBankList":
+                _accessions(c, accessions)
+            elif tag == "ArticleDate" and article_date is None:
+                article_date = _pub_date(c)
+    pub_date = pub_date or article_date
+    raw = _serialise(el)
+    return PublicationRecord(
+        source=SOURCE,
+        source_id=pmid,
+        title=title or vernacular,
+        raw=raw,
+        content_hash=_content_hash(raw),
+        pmid=pmid,
+        pmcid=ids.get("pmc"),
+        doi=ids.get("doi") or elocation_doi,
+        abstract=abstract,
+        journal=journal_title,
+        pub_date=pub_date,
+        pub_year=_year(pub_date),
+        publication_types=pub_types,
+        mesh=mesh,
+        keywords=keywords,
+        authors=authors,
+        accessions=accessions,
+        is_preprint="Preprint" in pub_types,
+        date_revised=date_revised,
+        index_date=index_date,
+        url=_url(pmid),
+    )
+
+
+def _parse_book(el: etree._Element) -> PublicationRecord:
+    """PubmedBookArticle (a book or a chapter, e.g. GeneReviews) -> record.
+
+    Title is the chapter's ArticleTitle, else the BookTitle; a chapter's ``journal`` is its
+    book's title. Chapter authors (BookDocument/AuthorList) win over book authors/editors.
+    """
+    doc = book_data = None
+    for c in el:
+        if c.tag == "BookDocument":
+            doc = c
+        elif c.tag == "PubmedBookData":
+            book_data = c
+    if doc is None:
+        raise PubMedParseError("PubmedBookArticle without BookDocument")
+
+    pmid = article_title = book_title = ""
+    ids: dict[str, str] = {}
+    abstract = pub_date = authors = book_authors = doi = date_revised = None
+    pub_types: list[str] = []
+    keywords: list[str] = []
+    for c in doc:
+        tag = c.tag
+        if tag == "PMID":
+            pmid = (c.text or "").strip()
+        elif tag == "ArticleIdList":
+            _article_ids(c, ids)
+        elif tag == "Book":
+            for b in c:
+                if b.tag == "BookTitle":
+                    book_title = _text(b)
+                elif b.tag == "PubDate":
+                    pub_date = _pub_date(b)
+                elif b.tag == "AuthorList" and book_authors is None:
+                    book_authors = _authors(b)
+                elif b.tag == "ELocationID":
+                    doi = doi or _elocation_doi(b)
+        elif tag == "ArticleTitle":
+            article_title = _text(c)
+        elif tag == "AuthorList" and authors is None:
+            authors = _authors(c)
+        elif tag == "PublicationType":
+            pub_types.append(_text(c))
+        elif tag == "Abstract":
+            abstract = _abstract(c)
+        elif tag == "KeywordList":
+            _keywords(c, keywords)
+        elif tag == "ELocationID":
+            doi = doi or _elocation_doi(c)
+        elif tag == "DateRevised":
+            date_revised = _whole_date(c)
+    if not pmid:
+        raise PubMedParseError("PubmedBookArticle without PMID")
+
+    index_date = None
+    if book_data is not None:
+        for c in book_data:
+            if c.tag == "ArticleIdList":
+                _article_ids(c, ids)
+            elif c.tag == "History":
+                index_date = _entrez_date(c)
+    raw = _serialise(el)
+    return PublicationRecord(
+        source=SOURCE,
+        source_id=pmid,
+        title=article_title or book_title,
+        raw=raw,
+        content_hash=_content_hash(raw),
+        pmid=pmid,
+        pmcid=ids.get("pmc"),
+        doi=ids.get("doi") or doi,
+        abstract=abstract,
+        journal=(book_title or None) if article_title else None,
+        pub_date=pub_date,
+        pub_year=_year(pub_date),
+        publication_types=pub_types,
+        keywords=keywords,
+        authors=authors or book_authors,
+        is_preprint="Preprint" in pub_types,
+        date_revised=date_revised,
+        index_date=index_date,
+        url=_url(pmid),
+    )
+
+
+def _parse_deletions(el: etree._Element) -> list[PublicationRecord]:
+    out = []
+    for pmid_el in el:
+        pmid = (pmid_el.text or "").strip() if pmid_el.tag == "PMID" else ""
+        if pmid:
+            raw = _serialise(pmid_el)
+            out.append(PublicationRecord(
+                source=SOURCE, source_id=pmid, title="", raw=raw, content_hash=_content_hash(raw),
+                pmid=pmid, deleted=True, url=_url(pmid),
+            ))
+    return out
+
+
+def parse_efetch(body: bytes) -> list[PublicationRecord]:
+    """Parse an efetch ``PubmedArticleSet`` into one record per article, book or deletion.
+
+    Each record's ``raw`` is its own element serialised (so ``content_hash`` changes only when
+    that record changes). ``DeleteCitation/PMID`` entries become ``deleted=True`` records with
+    an empty title.
+
+    Raises ``PubMedServerError`` when the body carries an ``<ERROR>`` (NCBI reports some errors
+    with HTTP 200) and ``PubMedParseError`` when it is not a well-formed ``PubmedArticleSet``
+    (HTML error page, truncated download, record without PMID).
+    """
+    root = _parse_xml(body, "efetch")
+    tag = root.tag
+    if tag == "eFetchResult" or tag == "ERROR":
+        message = root.text if tag == "ERROR" else root.findtext("ERROR")
+        raise PubMedServerError(
+            f"efetch error: {_squash(message or etree.tostring(root, encoding='unicode'))}"
+        )
+    if tag != "PubmedArticleSet":
+        raise PubMedParseError(f"efetch root element is <{tag}>, expected <PubmedArticleSet>")
+    records: list[PublicationRecord] = []
+    for child in root:
+        tag = child.tag
+        if tag == "PubmedArticle":
+            records.append(_parse_article(child))
+        elif tag == "PubmedBookArticle":
+            records.append(_parse_book(child))
+        elif tag == "DeleteCitation":
+            records.extend(_parse_deletions(child))
+        elif tag == "ERROR":
+            raise PubMedServerError(f"efetch error: {_text(child)}")
+    return records

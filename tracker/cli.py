@@ -1,0 +1,355 @@
+"""The ``tracker`` command line. Thin: parse options, call the library, render, map errors.
+
+Every command takes ``--db`` (a file path or an SQLAlchemy URL; default ``$TRACKER_DB`` or the
+config file's ``db``, else a file in the user data dir). Errors the tracker anticipates print one
+line to stderr and exit 1; a bad option exits 2 (Typer's usage error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from tracker import __version__
+from tracker.config import Settings, load_settings
+from tracker.errors import ConfigError, StorageError, TrackerError
+
+app = typer.Typer(
+    name="tracker",
+    help="Track new and changed mesenchymal stem cell (MSC) trials from public registries.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Inspect and upgrade the database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database file path or SQLAlchemy URL (default: $TRACKER_DB, "
+                 "the config file, else a file in the user data dir).", show_default=False),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table, markdown, csv or json.")
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="Only studies first posted on or after this date (YYYY-MM-DD).",
+                 show_default=False),
+]
+LastRunOpt = Annotated[
+    bool, typer.Option("--last-run", help="Only studies new to this database in its last update.")
+]
+ConditionOpt = Annotated[
+    list[str] | None,
+    typer.Option("--condition", "-c", help="Condition name contains this text (repeatable).",
+                 show_default=False),
+]
+PhaseOpt = Annotated[
+    list[str] | None,
+    typer.Option("--phase", "-p", help="Canonical phase, e.g. PHASE2 or PHASE1_2 (repeatable).",
+                 show_default=False),
+]
+StatusOpt = Annotated[
+    list[str] | None,
+    typer.Option("--status", "-s", help="Canonical status, e.g. RECRUITING (repeatable).",
+                 show_default=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tracker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each request and retry.")]
+    = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Show the version and exit.")] = None,
+) -> None:
+    """Track new and changed mesenchymal stem cell (MSC) trials from public registries."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn anticipated errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except TrackerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OperationalError as exc:
+        typer.echo(f"error: database: {str(exc.orig).splitlines()[0]}; check --db / TRACKER_DB "
+                   "and that the server is running", err=True)
+        raise typer.Exit(1) from None
+    except SQLAlchemyError as exc:
+        typer.echo(f"error: database: {str(exc).splitlines()[0]}", err=True)
+        raise typer.Exit(1) from None
+
+
+def settings_for(db: str | None, **overrides: Any) -> Settings:
+    """Settings with CLI flags applied on top of file and environment."""
+    return load_settings({"db": db, **overrides})
+
+
+def _db_exists(settings: Settings) -> bool:
+    url = make_url(settings.db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return True
+    return Path(url.database).exists()
+
+
+def open_db(settings: Settings, *, create: bool = False) -> Engine:
+    """The engine for ``settings.db``, upgraded to the current schema.
+
+    A missing SQLite file is created only when ``create``; otherwise the user is told to run
+    ``tracker update`` first.
+    """
+    from db.engine import make_engine
+    from db.migrate import ensure_schema
+
+    if not create and not _db_exists(settings):
+        raise StorageError(f"no database at {settings.db}; run `tracker update` first "
+                           "(or pass --db / set TRACKER_DB)")
+    try:
+        engine = make_engine(settings.db_url)
+    except ValueError as exc:
+        raise ConfigError(f"--db: {exc}") from None
+    ensure_schema(engine)
+    return engine
+
+
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    """A YYYY-MM-DD option value; raises ConfigError naming the option otherwise."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def check_format(fmt: str, allowed: tuple[str, ...]) -> str:
+    """Validate ``--format``."""
+    fmt = fmt.strip().lower()
+    if fmt not in allowed:
+        raise ConfigError(f"--format {fmt!r} is not one of: {', '.join(allowed)}")
+    return fmt
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[Any]:
+    """A factory of per-source progress callbacks drawing rich bars on stderr (or None)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=Console(stderr=True), transient=False) as bar:
+
+        def factory(name: str) -> Any:
+            task = bar.add_task(name, total=None)
+
+            def advance(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return advance
+
+        yield factory
+
+
+@app.command()
+def update(
+    source: Annotated[str | None, typer.Option(
+        "--source", help="Comma-separated sources to run (default: every enabled source).",
+        show_default=False)] = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-pull everything, ignoring the "
+                                       "watermark.")] = False,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Ask for records updated on or after this date (YYYY-MM-DD) instead "
+        "of the watermark.", show_default=False)] = None,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Show a progress bar (default: when stderr is a "
+        "terminal).")] = sys.stderr.isatty(),
+    db: DbOpt = None,
+) -> None:
+    """Fetch new and changed records from the public sources into the database.
+
+    The first run loads everything; later runs ask only for records updated since the last
+    successful run (minus a few days of overlap). Prints one summary line per source.
+    """
+    from tracker.update import run_update
+
+    with errors():
+        settings = settings_for(db)
+        since_date = parse_date(since, "--since")
+        if full and since_date:
+            raise ConfigError("use either --full or --since, not both")
+        names = [s.strip() for s in source.split(",") if s.strip()] if source else None
+        engine = open_db(settings, create=True)
+        with _progress_bars(progress) as bars:
+            summaries = run_update(settings, engine, names=names, full=full, since=since_date,
+                                   progress=bars)
+        for s in summaries:
+            typer.echo(s.line())
+        failed = [s for s in summaries if s.error]
+        for s in failed:
+            typer.echo(f"error: {s.error}", err=True)
+        if failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    since: SinceOpt = None,
+    last_run: LastRunOpt = False,
+    condition: ConditionOpt = None,
+    phase: PhaseOpt = None,
+    status: StatusOpt = None,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """What is new: a condition-by-phase table and the list of new studies under it.
+
+    Without --since or --last-run, covers studies first posted in the last 30 days.
+    """
+    from tracker.render import FORMATS, render_report
+    from tracker.reports import LIST_COLUMNS, build_report, make_filter
+
+    with errors():
+        fmt = check_format(fmt, FORMATS)
+        since_date = parse_date(since, "--since")
+        if since_date is None and not last_run:
+            since_date = dt.date.today() - dt.timedelta(days=30)
+        flt = make_filter(since=since_date, last_run=last_run, conditions=condition or (),
+                          phases=phase or (), statuses=status or ())
+        engine = open_db(settings_for(db))
+        with engine.connect() as conn:
+            rep = build_report(conn, flt)
+        typer.echo(render_report(rep, fmt, LIST_COLUMNS), nl=False)
+
+
+@app.command()
+def studies(
+    since: SinceOpt = None,
+    last_run: LastRunOpt = False,
+    condition: ConditionOpt = None,
+    phase: PhaseOpt = None,
+    status: StatusOpt = None,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """List every study matching the filters (all studies when none are given)."""
+    from tracker.render import FORMATS, render_studies
+    from tracker.reports import LIST_COLUMNS, make_filter, query_studies
+
+    with errors():
+        fmt = check_format(fmt, FORMATS)
+        flt = make_filter(since=parse_date(since, "--since"), last_run=last_run,
+                          conditions=condition or (), phases=phase or (),
+                          statuses=status or ())
+        engine = open_db(settings_for(db))
+        with engine.connect() as conn:
+            rows = query_studies(conn, flt)
+        typer.echo(render_studies(rows, fmt, LIST_COLUMNS), nl=False)
+
+
+@app.command()
+def show(
+    record_id: Annotated[str, typer.Argument(help="A study id, e.g. NCT01234567.",
+                                             show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    raw: Annotated[bool, typer.Option("--raw", help="Print the registry's own record "
+                                      "as stored.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Show one study: its fields, secondary ids, references and change history."""
+    from tracker.render import render_detail, to_json
+    from tracker.reports import raw_record, study_detail
+
+    with errors():
+        fmt = check_format(fmt, ("table", "json"))
+        engine = open_db(settings_for(db))
+        with engine.connect() as conn:
+            if raw:
+                typer.echo(to_json(raw_record(conn, record_id)))
+                return
+            detail = study_detail(conn, record_id)
+        typer.echo(render_detail(detail, fmt), nl=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Create the database or bring it to the current schema (never drops data)."""
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    with errors():
+        settings = settings_for(db)
+        try:
+            engine = make_engine(settings.db_url)
+        except ValueError as exc:
+            raise ConfigError(f"--db: {exc}") from None
+        applied = upgrade(engine)
+        for rev, msg in applied:
+            typer.echo(f"applied {rev}: {msg}")
+        typer.echo(f"{settings.db}: schema is current" if not applied
+                   else f"{settings.db}: upgraded ({len(applied)} migrations)")
+
+
+@db_app.command("history")
+def db_history(db: DbOpt = None) -> None:
+    """List the schema migrations, marking those applied to this database."""
+    from db.engine import make_engine
+    from db.migrate import history, pending
+
+    with errors():
+        settings = settings_for(db)
+        todo = {rev for rev, _ in pending(make_engine(settings.db_url))} if _db_exists(
+            settings) else {rev for rev, _ in history()}
+        for rev, msg in history():
+            typer.echo(f"{'pending' if rev in todo else 'applied'}  {rev}  {msg}")
+
+
+@app.command("config")
+def show_config(db: DbOpt = None) -> None:
+    """Print the effective configuration (API keys hidden) and where it came from."""
+    from tracker.config import default_config_path
+    from tracker.render import to_json
+
+    with errors():
+        s = settings_for(db)
+        data = {
+            "config_file": s.config_file or f"{default_config_path()} (not present)",
+            "db": s.db,
+            "contact_email": s.contact_email,
+            "pubmed_api_key": "***" if s.pubmed_api_key else None,
+            "overlap_days": s.overlap_days,
+            "timeout": s.timeout,
+            "max_retries": s.max_retries,
+            "schedule": s.schedule,
+            "sources": {n: vars(src) | {"rate_per_second": s.source(n).rate_per_second}
+                        for n, src in s.sources.items()},
+        }
+        typer.echo(to_json(data))

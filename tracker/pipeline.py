@@ -1,0 +1,216 @@
+"""Run one source: fetch a window, parse, store page by page, keep the run log and watermark.
+
+The watermark is the day the last successful run started. An incremental run asks for records
+updated on or after ``watermark - overlap_days``; the overlap makes day-granular registry dates
+and late data refreshes harmless, because the upsert skips what is unchanged. Each page is
+committed on its own, so a run that dies keeps what it stored; the watermark advances only
+after every page of the window is stored and the count matches what the source announced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+
+from db.models import FetchRun, SourceState
+from db.records import StudyRecord
+from db.upsert import UpsertResult, upsert_studies
+from sources.base import Page, Window
+from tracker.errors import IncompleteError, ParseError, TrackerError
+
+log = logging.getLogger(__name__)
+
+RUN = FetchRun.__table__
+STATE = SourceState.__table__
+
+
+@dataclass
+class RunSummary:
+    """What one source run did; ``outcome`` is ok, partial or failed."""
+
+    source: str
+    run_id: int
+    window: Window
+    outcome: str = "running"
+    fetched: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    error: str | None = None
+    rejected_ids: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One-line summary for the terminal and the log."""
+        since = self.window.since.isoformat() if self.window.since else "everything"
+        counts = (f"{self.new} new, {self.changed} changed, {self.unchanged} unchanged, "
+                  f"{self.rejected} failed")
+        window = f"window {since} .. {self.window.until.isoformat()}"
+        if self.outcome == "failed":
+            return f"{self.source}: FAILED, kept {counts} ({window}, watermark not moved)"
+        return f"{self.source}: {counts} ({window})"
+
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+def utcnow() -> dt.datetime:
+    """Now, as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+def get_watermark(conn: Connection, source: str) -> dt.date | None:
+    """The source's watermark, or None before its first successful run."""
+    return conn.execute(select(STATE.c.watermark).where(STATE.c.source == source)).scalar()
+
+
+def plan_window(
+    watermark: dt.date | None,
+    *,
+    today: dt.date,
+    overlap_days: int,
+    full: bool = False,
+    since: dt.date | None = None,
+) -> Window:
+    """The window a run asks for: ``since`` if given, everything if ``full`` or first run."""
+    if since is not None:
+        return Window(since=since, until=today)
+    if full or watermark is None:
+        return Window(since=None, until=today)
+    return Window(since=watermark - dt.timedelta(days=overlap_days), until=today)
+
+
+def store_records(
+    conn: Connection, kind: str, records: Sequence[Any], run_id: int, now: dt.datetime
+) -> UpsertResult:
+    """Store one page of parsed records of a source of ``kind`` in the caller's transaction."""
+    if kind == "study":
+        return upsert_studies(conn, records, run_id=run_id, now=now)
+    raise ValueError(f"no store for records of kind {kind!r}")
+
+
+def parse_page(source: Any, page: Page, summary: RunSummary) -> list[StudyRecord]:
+    """Parse every item of a page; items that fail are counted as rejected, not fatal."""
+    records = []
+    for item in page.items:
+        try:
+            records.append(source.parse(item))
+        except ParseError as exc:
+            summary.rejected += 1
+            rid = source.record_id(item) or "?"
+            summary.rejected_ids.append(rid)
+            log.warning("%s: rejected record %s: %s", source.name, rid, exc)
+    return records
+
+
+def run_source(
+    engine: Engine,
+    source: Any,
+    http: Any,
+    *,
+    overlap_days: int = 3,
+    full: bool = False,
+    since: dt.date | None = None,
+    today: dt.date | None = None,
+    progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Fetch, parse and store one window of ``source``; return what happened.
+
+    A TrackerError stops the run: it is recorded in the run log and returned as a summary with
+    ``outcome == "failed"``; pages stored before it stay stored and the watermark does not move.
+    An interrupt (Ctrl-C, SIGTERM via the scheduler) is recorded the same way and re-raised.
+    """
+    started = utcnow()
+    today = today or started.date()
+    with engine.begin() as conn:
+        window = plan_window(
+            get_watermark(conn, source.name), today=today, overlap_days=overlap_days,
+            full=full, since=since,
+        )
+        run_id = conn.execute(
+            RUN.insert().values(
+                source=source.name, started_at=started, outcome="running",
+                window_start=window.since, window_end=window.until, full=window.full,
+            )
+        ).inserted_primary_key[0]
+    summary = RunSummary(source=source.name, run_id=run_id, window=window)
+    stats_before = _http_counts(http)
+    announced: int | None = None
+    try:
+        for page in source.fetch(http, window):
+            if page.total is not None and announced is None:
+                announced = page.total
+            records = parse_page(source, page, summary)
+            summary.fetched += len(page.items)
+            now = utcnow()
+            with engine.begin() as conn:
+                result = store_records(conn, source.kind, records, run_id, now)
+                summary.new += result.new
+                summary.changed += result.changed
+                summary.unchanged += result.unchanged
+                _save_counts(conn, summary, http, stats_before)
+            if progress:
+                progress(summary.fetched, announced)
+        if announced is not None and summary.fetched < announced:
+            raise IncompleteError(
+                f"{source.name}: the API announced {announced} records but sent "
+                f"{summary.fetched}; nothing is lost, the next run repeats this window"
+            )
+    except TrackerError as exc:
+        summary.outcome = "failed"
+        summary.error = str(exc)
+        _finish(engine, summary, http, stats_before, advance=False)
+        return summary
+    except KeyboardInterrupt:
+        summary.outcome = "failed"
+        summary.error = "interrupted before the window was complete"
+        _finish(engine, summary, http, stats_before, advance=False)
+        raise
+    summary.outcome = "partial" if summary.rejected else "ok"
+    _finish(engine, summary, http, stats_before, advance=True)
+    return summary
+
+
+def _http_counts(http: Any) -> tuple[int, int]:
+    stats = getattr(http, "stats", None)
+    return (stats.requests, stats.retries) if stats else (0, 0)
+
+
+def _save_counts(conn: Connection, summary: RunSummary, http: Any, before: tuple[int, int]) -> None:
+    requests, retries = _http_counts(http)
+    conn.execute(
+        update(RUN).where(RUN.c.id == summary.run_id).values(
+            fetched=summary.fetched, new=summary.new, changed=summary.changed,
+            unchanged=summary.unchanged, rejected=summary.rejected,
+            requests=requests - before[0], retries=retries - before[1],
+        )
+    )
+
+
+def _finish(
+    engine: Engine, summary: RunSummary, http: Any, before: tuple[int, int], *, advance: bool
+) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        _save_counts(conn, summary, http, before)
+        conn.execute(
+            update(RUN).where(RUN.c.id == summary.run_id).values(
+                finished_at=now, outcome=summary.outcome, error=summary.error,
+            )
+        )
+        if advance:
+            # A partial run (some records rejected) still stored the whole window; the
+            # rejected records are retried from quarantine, so the watermark may advance.
+            values = {"watermark": summary.window.until, "last_success_at": now,
+                      "last_run_id": summary.run_id}
+            updated = conn.execute(
+                update(STATE).where(STATE.c.source == summary.source).values(**values)
+            ).rowcount
+            if not updated:
+                conn.execute(STATE.insert().values(source=summary.source, **values))
