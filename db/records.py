@@ -9,7 +9,13 @@ are always whole (posting dates) are ``datetime.date``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
+
+
+def content_hash(raw: bytes) -> str:
+    """The change detector stored beside every record: BLAKE2b-128 of its raw bytes, in hex."""
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)

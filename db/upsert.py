@@ -186,12 +186,15 @@ def upsert_studies(
     *,
     run_id: int | None = None,
     now: dt.datetime | None = None,
+    stored: dict[tuple[str, str], tuple[Any, ...]] | None = None,
 ) -> UpsertResult:
     """Store ``records`` (one registry or several) in the caller's transaction.
 
     A record whose content hash equals the stored one is counted unchanged and not written. A
     changed record is updated in place; its tracked fields' old values go to ``study_change``.
-    Raises ValueError for a record without a key.
+    ``stored`` may carry ``existing_hashes`` rows the caller already read, keyed on
+    (registry, registry_id), so they are not read twice. Raises ValueError for a record
+    without a key.
     """
     now = now or dt.datetime.now(dt.UTC)
     latest: dict[tuple[str, str], StudyRecord] = {}
@@ -203,10 +206,11 @@ def upsert_studies(
     if not latest:
         return result
 
+    stored = dict(stored or {})
     by_registry: dict[str, list[str]] = {}
     for registry, rid in latest:
-        by_registry.setdefault(registry, []).append(rid)
-    stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+        if (registry, rid) not in stored:
+            by_registry.setdefault(registry, []).append(rid)
     for registry, ids in by_registry.items():
         for rid, row in existing_hashes(conn, registry, ids).items():
             stored[(registry, rid)] = row

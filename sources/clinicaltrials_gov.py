@@ -10,14 +10,15 @@ day-granular, start/completion dates may be partial ("2006-11"); observational s
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import simdjson
 
-from db.records import Intervention, Mesh, Reference, SecondaryId, StudyRecord
+from db.records import Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
 from sources.base import Page, Window
 from tracker.config import SourceSettings
 from tracker.errors import ParseError
@@ -53,27 +54,48 @@ def build_params(
     return params
 
 
-def parse_page(body: bytes) -> tuple[list[dict[str, Any]], int | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class RawStudy:
+    """One study of a page: its NCT id (when it has one) and its compact JSON bytes."""
+
+    nct_id: str | None
+    raw: bytes
+
+
+def parse_page(body: bytes) -> tuple[list[RawStudy], int | None, str | None]:
     """Split one ``/studies`` response into (studies, totalCount, nextPageToken).
 
-    Raises ParseError for a body that is not the documented JSON object (an HTML error page,
-    a truncated body).
+    simdjson splits the page into each study's compact JSON without building Python objects
+    for it: a page of 1000 studies with results can be 100 MB of JSON, and only the studies
+    that turn out new or changed are ever loaded as dicts (``parse_study``). Raises ParseError
+    for a body that is not the documented JSON object (an HTML error page, a truncated body).
     """
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        doc = simdjson.Parser().parse(body)
+    except ValueError as exc:
         head = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         raise ParseError(
-            f"ctgov: response is not JSON ({exc}); it starts {head!r}. The API or a proxy sent "
-            "an error page; run again later"
+            f"ctgov: response is not valid JSON ({str(exc).split(':')[0]}); it starts "
+            f"{head!r}. The API or a proxy sent an error page or a cut body; run again later"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("studies"), list):
+    studies = doc.get("studies") if isinstance(doc, simdjson.Object) else None
+    if not isinstance(studies, simdjson.Array):
         raise ParseError("ctgov: response has no 'studies' list; the API changed shape")
-    total = data.get("totalCount")
-    if total is not None and not isinstance(total, int):
+    total = doc.get("totalCount")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
         raise ParseError(f"ctgov: totalCount is not a number: {total!r}")
-    token = data.get("nextPageToken")
-    return data["studies"], total, token if isinstance(token, str) and token else None
+    token = doc.get("nextPageToken")
+    items = [RawStudy(_lazy_nct(study), study.mini) for study in studies]
+    del studies, doc
+    return items, total, token if isinstance(token, str) and token else None
+
+
+def _lazy_nct(study: Any) -> str | None:
+    try:
+        nct = study["protocolSection"]["identificationModule"]["nctId"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    return nct.strip() if isinstance(nct, str) else None
 
 
 def _text(value: Any) -> str | None:
@@ -116,15 +138,6 @@ def _strings(values: Any) -> list[str]:
     return out
 
 
-def record_id(study: Any) -> str | None:
-    """The NCT id of a raw study, or None if it has none."""
-    try:
-        nct = study["protocolSection"]["identificationModule"]["nctId"]
-    except (KeyError, TypeError):
-        return None
-    return nct if isinstance(nct, str) else None
-
-
 def _mesh(module: Any, kind: str) -> list[Mesh]:
     if not isinstance(module, dict):
         return []
@@ -141,12 +154,19 @@ def _mesh(module: Any, kind: str) -> list[Mesh]:
     return out
 
 
-def parse_study(study: dict[str, Any], raw: bytes | None = None) -> StudyRecord:
-    """Normalise one API v2 study. ``raw`` is its compact JSON if the caller already has it.
+def parse_study(study: dict[str, Any] | bytes, raw: bytes | None = None) -> StudyRecord:
+    """Normalise one API v2 study, given as a dict or as its JSON bytes.
 
-    Only the NCT id and a title are required; every other module may be missing. Raises
-    ParseError when the study cannot be keyed.
+    ``raw`` is the study's compact JSON if the caller already has it. Only the NCT id and a
+    title are required; every other module may be missing. Raises ParseError when the study
+    is not JSON or cannot be keyed.
     """
+    if isinstance(study, bytes):
+        raw = study
+        try:
+            study = orjson.loads(study)
+        except orjson.JSONDecodeError as exc:
+            raise ParseError(f"ctgov: a study is not valid JSON: {exc}") from None
     if not isinstance(study, dict):
         raise ParseError("ctgov: a study is not a JSON object")
     proto = study.get("protocolSection")
@@ -229,7 +249,7 @@ def parse_study(study: dict[str, Any], raw: bytes | None = None) -> StudyRecord:
         title=title,
         url=STUDY_URL.format(nct),
         raw=raw,
-        content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        content_hash=content_hash(raw),
         official_title=_text(ident.get("officialTitle")),
         acronym=_text(ident.get("acronym")),
         study_type=design.get("studyType") if isinstance(design.get("studyType"), str) else None,
@@ -280,8 +300,9 @@ class ClinicalTrialsGov:
             params = build_params(
                 self.settings.query, window, page_size=self.settings.page_size, page_token=token
             )
-            response = http.get(NAME, url, params)
-            studies, total, token = parse_page(response.content)
+            body = http.get(NAME, url, params).content
+            studies, total, token = parse_page(body)
+            del body
             yield Page(items=studies, total=total if first else None)
             first = False
             if token is None:
@@ -290,10 +311,16 @@ class ClinicalTrialsGov:
                 raise ParseError(f"ctgov: the API repeated page token {token!r}; paging stopped")
             seen_tokens.add(token)
 
-    def parse(self, item: Any) -> StudyRecord:
+    def parse(self, item: RawStudy) -> StudyRecord:
         """Normalise one raw study (see ``parse_study``)."""
-        return parse_study(item)
+        return parse_study(item.raw)
 
-    def record_id(self, item: Any) -> str | None:
+    def record_id(self, item: RawStudy) -> str | None:
         """The NCT id of a raw study."""
-        return record_id(item)
+        return item.nct_id
+
+    def fingerprint(self, item: RawStudy) -> tuple[str, str] | None:
+        """(NCT id, content hash) without parsing, so unchanged studies are skipped cheaply."""
+        if item.nct_id is None or not NCT_RE.match(item.nct_id):
+            return None
+        return item.nct_id, content_hash(item.raw)

@@ -4,11 +4,11 @@ Pure functions only: ``build_*`` produce the query string and the parameters of 
 request, ``parse_search_page`` turns one JSON page into typed records. The contract and its
 quirks are in ``shared/docs/API_NOTES.md`` §3.
 
-Error tree (provisional, to be re-parented onto the project's ``tracker.errors``)::
+Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 
-    EuropePMCError              root of this module's errors
-    └── EuropePMCParseError     the body is not a JSON search page (HTML error page, XML,
-                                truncated JSON, no ``resultList``)
+    EuropePMCError(TrackerError)              root of this module's errors
+    └── EuropePMCParseError(ParseError)       the body is not a JSON search page (HTML error
+                                              page, XML, truncated JSON, no ``resultList``)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 from bs4 import BeautifulSoup
 
 from db.records import Mesh, PublicationRecord
+from tracker.errors import ParseError, TrackerError
 
 __all__ = [
     "EuropePMCError",
@@ -40,11 +41,11 @@ MAX_PAGE_SIZE = 1000
 _INLINE_TAGS = ("sub", "sup", "i", "b", "em", "strong", "u", "span", "a", "small", "sc")
 
 
-class EuropePMCError(Exception):
+class EuropePMCError(TrackerError):
     """Root of the errors raised while building or reading Europe PMC calls."""
 
 
-class EuropePMCParseError(EuropePMCError):
+class EuropePMCParseError(EuropePMCError, ParseError):
     """The response body is not a Europe PMC JSON search page."""
 
 
@@ -115,14 +116,15 @@ def clean_html(text: str | None) -> str | None:
     whitespace collapsed. ``None``/blank -> ``None``."""
     if not text:
         return None
+    if "&" in text and "<" not in text:
+        # Titles sometimes arrive with their markup escaped ("&lt;i&gt;C. elegans&lt;/i&gt;")
+        text = html.unescape(text)
     if "<" in text:
         soup = BeautifulSoup(text, "html.parser")
         for tag in soup.find_all(_INLINE_TAGS):
             tag.unwrap()
         soup.smooth()
         text = soup.get_text(" ")
-    elif "&" in text:
-        text = html.unescape(text)
     return " ".join(text.split()) or None
 
 
@@ -184,10 +186,12 @@ def _journal(result: dict[str, Any]) -> str | None:
 
 def _record(result: Any) -> PublicationRecord:
     if not isinstance(result, dict):
-        raise EuropePMCParseError(f"result entry is a {type(result).__name__}, not an object")
+        raise EuropePMCParseError(
+            f"europepmc: result entry is a {type(result).__name__}, not an object"
+        )
     src, rid = result.get("source"), result.get("id")
     if not src or not rid:
-        raise EuropePMCParseError(f"result without source/id: {str(result)[:120]}")
+        raise EuropePMCParseError(f"europepmc: result without source/id: {str(result)[:120]}")
     raw = orjson.dumps(result)
     pub_date = result.get("firstPublicationDate") or None
     year = result.get("pubYear") or (pub_date[:4] if pub_date else None)
@@ -232,17 +236,21 @@ def parse_search_page(body: bytes) -> SearchPage:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         head = body[:80].decode("utf-8", "replace").strip()
-        raise EuropePMCParseError(f"search body is not JSON ({exc}); starts {head!r}") from exc
+        raise EuropePMCParseError(
+            f"europepmc: search body is not JSON ({exc}); starts {head!r}"
+        ) from exc
     if not isinstance(doc, dict):
-        raise EuropePMCParseError(f"search JSON is a {type(doc).__name__}, not an object")
+        raise EuropePMCParseError(
+            f"europepmc: search JSON is a {type(doc).__name__}, not an object"
+        )
     result_list = doc.get("resultList")
     if not isinstance(result_list, dict) or not isinstance(result_list.get("result", []), list):
         detail = doc.get("errMsg") or doc.get("error") or ", ".join(sorted(doc)[:8])
-        raise EuropePMCParseError(f"search JSON has no resultList ({detail})")
+        raise EuropePMCParseError(f"europepmc: search JSON has no resultList ({detail})")
     try:
         hit_count = int(doc["hitCount"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise EuropePMCParseError(f"search JSON has no integer hitCount: {exc}") from exc
+        raise EuropePMCParseError(f"europepmc: search JSON has no integer hitCount: {exc}") from exc
 
     records = [_record(r) for r in result_list.get("result", [])]
     next_cursor = doc.get("nextCursorMark") or None

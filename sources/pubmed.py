@@ -4,13 +4,14 @@ Pure functions only in this part of the module: ``build_*_params`` turn a query 
 parameter dict of one esearch/efetch call, and ``parse_*`` turn a response body into typed
 results. Nothing here does I/O. The contracts and quirks are in ``shared/docs/API_NOTES.md`` §2.
 
-Error tree (provisional, to be re-parented onto the project's ``tracker.errors``)::
+Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 
-    PubMedError                 root of this module's errors
-    ├── PubMedParseError        the body is not the document the contract promises
-    │                           (HTML error page, truncated XML, wrong root, bad JSON)
-    └── PubMedServerError       NCBI declared an error inside an HTTP 200 body
-                                (``<ERROR>``, ``ErrorList``, JSON ``ERROR``/``errorlist``)
+    PubMedError(TrackerError)                 root of this module's errors
+    ├── PubMedParseError(ParseError)          the body is not the document the contract
+    │                                         promises (HTML error page, truncated XML,
+    │                                         wrong root, bad JSON)
+    └── PubMedServerError(FetchError)         NCBI declared an error inside an HTTP 200 body
+                                              (``<ERROR>``, ``ErrorList``, JSON ``ERROR``)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import orjson
 from lxml import etree
 
 from db.records import DataBankAccession, Mesh, PublicationRecord
+from tracker.errors import FetchError, ParseError, TrackerError
 
 __all__ = [
     "ESearchResult",
@@ -41,15 +43,15 @@ SOURCE = "pubmed"
 ESEARCH_MAX_RETMAX = 10_000  # E-utilities hard cap for both esearch and efetch retmax
 
 
-class PubMedError(Exception):
+class PubMedError(TrackerError):
     """Root of the errors raised while building or reading E-utilities calls."""
 
 
-class PubMedParseError(PubMedError):
+class PubMedParseError(PubMedError, ParseError):
     """The response body is not the XML/JSON document the E-utilities contract promises."""
 
 
-class PubMedServerError(PubMedError):
+class PubMedServerError(PubMedError, FetchError):
     """NCBI reported an error inside an otherwise successful (HTTP 200) response."""
 
 
@@ -165,19 +167,21 @@ _XML_PARSER = etree.XMLParser(
 
 def _parse_xml(body: bytes, what: str) -> etree._Element:
     if not body or not body.strip():
-        raise PubMedParseError(f"empty {what} body")
+        raise PubMedParseError(f"pubmed: empty {what} body")
     try:
         return etree.fromstring(body, _XML_PARSER)
     except etree.XMLSyntaxError as exc:
         head = body[:80].decode("utf-8", "replace").strip()
-        raise PubMedParseError(f"{what} body is not well-formed XML ({exc}); starts {head!r}") from exc
+        raise PubMedParseError(
+            f"pubmed: {what} body is not well-formed XML ({exc}); starts {head!r}"
+        ) from exc
 
 
 def _to_int(value: object, what: str) -> int:
     try:
         return int(str(value).strip())
     except (TypeError, ValueError) as exc:
-        raise PubMedParseError(f"esearch {what} is not an integer: {value!r}") from exc
+        raise PubMedParseError(f"pubmed: esearch {what} is not an integer: {value!r}") from exc
 
 
 def parse_esearch_json(body: bytes) -> ESearchResult:
@@ -190,25 +194,27 @@ def parse_esearch_json(body: bytes) -> ESearchResult:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         head = body[:80].decode("utf-8", "replace").strip()
-        raise PubMedParseError(f"esearch body is not JSON ({exc}); starts {head!r}") from exc
+        raise PubMedParseError(
+            f"pubmed: esearch body is not JSON ({exc}); starts {head!r}"
+        ) from exc
     if not isinstance(doc, dict):
-        raise PubMedParseError(f"esearch JSON is a {type(doc).__name__}, not an object")
+        raise PubMedParseError(f"pubmed: esearch JSON is a {type(doc).__name__}, not an object")
     if "error" in doc and "esearchresult" not in doc:
         # e.g. the 429 body {"error":"API rate limit exceeded","count":"4","limit":"3"}
-        raise PubMedServerError(f"esearch error: {doc['error']}")
+        raise PubMedServerError(f"pubmed: esearch error: {doc['error']}")
     result = doc.get("esearchresult")
     if not isinstance(result, dict):
-        raise PubMedParseError("esearch JSON has no 'esearchresult' object")
+        raise PubMedParseError("pubmed: esearch JSON has no 'esearchresult' object")
     if result.get("ERROR"):
-        raise PubMedServerError(f"esearch error: {result['ERROR']}")
+        raise PubMedServerError(f"pubmed: esearch error: {result['ERROR']}")
     fatal = _json_messages(result.get("errorlist"))
     if fatal:
-        raise PubMedServerError("esearch errorlist: " + "; ".join(fatal))
+        raise PubMedServerError("pubmed: esearch errorlist: " + "; ".join(fatal))
     if "count" not in result:
-        raise PubMedParseError("esearch JSON has no 'count'")
+        raise PubMedParseError("pubmed: esearch JSON has no 'count'")
     ids = result.get("idlist") or []
     if not isinstance(ids, list):
-        raise PubMedParseError("esearch 'idlist' is not a list")
+        raise PubMedParseError("pubmed: esearch 'idlist' is not a list")
     return ESearchResult(
         count=_to_int(result["count"], "count"),
         webenv=result.get("webenv") or None,
@@ -219,7 +225,7 @@ def parse_esearch_json(body: bytes) -> ESearchResult:
 
 
 def _json_messages(block: object) -> list[str]:
-    """Flatten ``{"phrasesnotfound": ["x"], "fieldsnotfound": []}`` into ``["phrasesnotfound: x"]``."""
+    """``{"phrasesnotfound": ["x"], "fieldsnotfound": []}`` -> ``["phrasesnotfound: x"]``."""
     if not isinstance(block, dict):
         return []
     out = []
@@ -239,25 +245,29 @@ def parse_esearch_xml(body: bytes) -> ESearchResult:
     """
     root = _parse_xml(body, "esearch")
     if root.tag != "eSearchResult":
-        raise PubMedParseError(f"esearch root element is <{root.tag}>, expected <eSearchResult>")
+        raise PubMedParseError(
+            f"pubmed: esearch root element is <{root.tag}>, expected <eSearchResult>"
+        )
     error = root.findtext("ERROR")
     if error is not None:
-        raise PubMedServerError(f"esearch error: {_squash(error)}")
+        raise PubMedServerError(f"pubmed: esearch error: {_squash(error)}")
     error_list = root.find("ErrorList")
     if error_list is not None:
         fatal = [f"{el.tag}: {_text(el)}" for el in error_list if _text(el)]
         if fatal:
-            raise PubMedServerError("esearch ErrorList: " + "; ".join(fatal))
+            raise PubMedServerError("pubmed: esearch ErrorList: " + "; ".join(fatal))
     count = root.findtext("Count")
     if count is None:
-        raise PubMedParseError("esearch XML has no <Count>")
+        raise PubMedParseError("pubmed: esearch XML has no <Count>")
     warnings = root.find("WarningList")
     return ESearchResult(
         count=_to_int(count, "Count"),
         webenv=root.findtext("WebEnv") or None,
         query_key=root.findtext("QueryKey") or None,
         ids=[(i.text or "").strip() for i in root.iterfind("IdList/Id")],
-        errors=[f"{el.tag}: {_text(el)}" for el in warnings if _text(el)] if warnings is not None else [],
+        errors=[f"{el.tag}: {_text(el)}" for el in warnings if _text(el)]
+        if warnings is not None
+        else [],
     )
 
 
@@ -505,7 +515,7 @@ def _parse_article(el: etree._Element) -> PublicationRecord:
         elif c.tag == "PubmedData":
             pubmed_data = c
     if citation is None:
-        raise PubMedParseError("PubmedArticle without MedlineCitation")
+        raise PubMedParseError("pubmed: PubmedArticle without MedlineCitation")
 
     pmid = ""
     article = None
@@ -525,7 +535,7 @@ def _parse_article(el: etree._Element) -> PublicationRecord:
         elif tag == "DateRevised":
             date_revised = _whole_date(c)
     if not pmid:
-        raise PubMedParseError("PubmedArticle without PMID")
+        raise PubMedParseError("pubmed: PubmedArticle without PMID")
 
     ids: dict[str, str] = {}
     index_date = None
@@ -607,7 +617,7 @@ def _parse_book(el: etree._Element) -> PublicationRecord:
         elif c.tag == "PubmedBookData":
             book_data = c
     if doc is None:
-        raise PubMedParseError("PubmedBookArticle without BookDocument")
+        raise PubMedParseError("pubmed: PubmedBookArticle without BookDocument")
 
     pmid = article_title = book_title = ""
     ids: dict[str, str] = {}
@@ -645,7 +655,7 @@ def _parse_book(el: etree._Element) -> PublicationRecord:
         elif tag == "DateRevised":
             date_revised = _whole_date(c)
     if not pmid:
-        raise PubMedParseError("PubmedBookArticle without PMID")
+        raise PubMedParseError("pubmed: PubmedBookArticle without PMID")
 
     index_date = None
     if book_data is not None:
@@ -707,10 +717,12 @@ def parse_efetch(body: bytes) -> list[PublicationRecord]:
     if tag == "eFetchResult" or tag == "ERROR":
         message = root.text if tag == "ERROR" else root.findtext("ERROR")
         raise PubMedServerError(
-            f"efetch error: {_squash(message or etree.tostring(root, encoding='unicode'))}"
+            f"pubmed: efetch error: {_squash(message or etree.tostring(root, encoding='unicode'))}"
         )
     if tag != "PubmedArticleSet":
-        raise PubMedParseError(f"efetch root element is <{tag}>, expected <PubmedArticleSet>")
+        raise PubMedParseError(
+            f"pubmed: efetch root element is <{tag}>, expected <PubmedArticleSet>"
+        )
     records: list[PublicationRecord] = []
     for child in root:
         tag = child.tag
@@ -721,5 +733,5 @@ def parse_efetch(body: bytes) -> list[PublicationRecord]:
         elif tag == "DeleteCitation":
             records.extend(_parse_deletions(child))
         elif tag == "ERROR":
-            raise PubMedServerError(f"efetch error: {_text(child)}")
+            raise PubMedServerError(f"pubmed: efetch error: {_text(child)}")
     return records

@@ -19,8 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import FetchRun, SourceState
-from db.records import StudyRecord
-from db.upsert import UpsertResult, upsert_studies
+from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.errors import IncompleteError, ParseError, TrackerError
 
@@ -44,6 +43,8 @@ class RunSummary:
     unchanged: int = 0
     rejected: int = 0
     error: str | None = None
+    requests: int = 0
+    retries: int = 0
     rejected_ids: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -87,26 +88,71 @@ def plan_window(
 
 
 def store_records(
-    conn: Connection, kind: str, records: Sequence[Any], run_id: int, now: dt.datetime
+    conn: Connection,
+    kind: str,
+    records: Sequence[Any],
+    run_id: int,
+    now: dt.datetime,
+    stored: dict[tuple[str, str], tuple[Any, ...]] | None = None,
 ) -> UpsertResult:
-    """Store one page of parsed records of a source of ``kind`` in the caller's transaction."""
+    """Store parsed records of a source of ``kind`` in the caller's transaction.
+
+    ``stored`` is what ``existing_hashes`` returned for these keys, when the caller has it.
+    """
     if kind == "study":
-        return upsert_studies(conn, records, run_id=run_id, now=now)
+        return upsert_studies(conn, records, run_id=run_id, now=now, stored=stored)
     raise ValueError(f"no store for records of kind {kind!r}")
 
 
-def parse_page(source: Any, page: Page, summary: RunSummary) -> list[StudyRecord]:
-    """Parse every item of a page; items that fail are counted as rejected, not fatal."""
-    records = []
-    for item in page.items:
-        try:
-            records.append(source.parse(item))
-        except ParseError as exc:
-            summary.rejected += 1
-            rid = source.record_id(item) or "?"
-            summary.rejected_ids.append(rid)
-            log.warning("%s: rejected record %s: %s", source.name, rid, exc)
-    return records
+BATCH = 200  # records checked, parsed and written together: bounds memory on large pages
+
+
+def ingest_page(
+    engine: Engine, source: Any, page: Page, run_id: int, summary: RunSummary
+) -> None:
+    """Parse and store one page in one transaction, updating ``summary``'s counts.
+
+    For each batch the stored content hashes are read first, and only records that are new or
+    changed are parsed and normalised: an unchanged re-run costs a hash per record. Items are
+    dropped from the page as they are used, so a page of large studies never exists twice in
+    memory. A record that fails to parse is counted as rejected; it does not stop the page.
+    """
+    items = page.items
+    now = utcnow()
+    fingerprint = getattr(source, "fingerprint", None)
+    with engine.begin() as conn:
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            items[start : start + BATCH] = [None] * len(batch)
+            stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+            if fingerprint is not None:
+                prints = [fingerprint(item) for item in batch]
+                keys = [p[0] for p in prints if p]
+                stored = {(source.name, k): v
+                          for k, v in existing_hashes(conn, source.name, keys).items()}
+                todo = []
+                for item, fp in zip(batch, prints, strict=True):
+                    old = stored.get((source.name, fp[0])) if fp else None
+                    if old is not None and old[1] == fp[1]:  # type: ignore[index]
+                        summary.unchanged += 1
+                    else:
+                        todo.append(item)
+                batch = todo
+            records = []
+            for item in batch:
+                try:
+                    records.append(source.parse(item))
+                except ParseError as exc:
+                    summary.rejected += 1
+                    rid = source.record_id(item) or "?"
+                    summary.rejected_ids.append(rid)
+                    log.warning("%s: rejected record %s: %s", source.name, rid, exc)
+            result = store_records(conn, source.kind, records, run_id, now, stored or None)
+            summary.new += result.new
+            summary.changed += result.changed
+            summary.unchanged += result.unchanged
+        summary.fetched += len(items)
+        _save_counts(conn, summary)
 
 
 def run_source(
@@ -146,15 +192,8 @@ def run_source(
         for page in source.fetch(http, window):
             if page.total is not None and announced is None:
                 announced = page.total
-            records = parse_page(source, page, summary)
-            summary.fetched += len(page.items)
-            now = utcnow()
-            with engine.begin() as conn:
-                result = store_records(conn, source.kind, records, run_id, now)
-                summary.new += result.new
-                summary.changed += result.changed
-                summary.unchanged += result.unchanged
-                _save_counts(conn, summary, http, stats_before)
+            summary.requests, summary.retries = _http_delta(http, stats_before)
+            ingest_page(engine, source, page, run_id, summary)
             if progress:
                 progress(summary.fetched, announced)
         if announced is not None and summary.fetched < announced:
@@ -182,13 +221,17 @@ def _http_counts(http: Any) -> tuple[int, int]:
     return (stats.requests, stats.retries) if stats else (0, 0)
 
 
-def _save_counts(conn: Connection, summary: RunSummary, http: Any, before: tuple[int, int]) -> None:
-    requests, retries = _http_counts(http)
+def _http_delta(http: Any, before: tuple[int, int]) -> tuple[int, int]:
+    now = _http_counts(http)
+    return now[0] - before[0], now[1] - before[1]
+
+
+def _save_counts(conn: Connection, summary: RunSummary) -> None:
     conn.execute(
         update(RUN).where(RUN.c.id == summary.run_id).values(
             fetched=summary.fetched, new=summary.new, changed=summary.changed,
             unchanged=summary.unchanged, rejected=summary.rejected,
-            requests=requests - before[0], retries=retries - before[1],
+            requests=summary.requests, retries=summary.retries,
         )
     )
 
@@ -197,8 +240,9 @@ def _finish(
     engine: Engine, summary: RunSummary, http: Any, before: tuple[int, int], *, advance: bool
 ) -> None:
     now = utcnow()
+    summary.requests, summary.retries = _http_delta(http, before)
     with engine.begin() as conn:
-        _save_counts(conn, summary, http, before)
+        _save_counts(conn, summary)
         conn.execute(
             update(RUN).where(RUN.c.id == summary.run_id).values(
                 finished_at=now, outcome=summary.outcome, error=summary.error,
