@@ -177,7 +177,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
             out[key] = env[var]
     for name in DEFAULT_SOURCES:
         prefix = f"TRACKER_{name.upper()}_"
-        for key in ("url", "query", "rate_per_second", "enabled"):
+        for key in ("url", "query", "rate_per_second", "enabled", "page_size"):
             value = env.get(prefix + key.upper())
             if value:
                 out.setdefault(name, {})[key] = value
