@@ -176,3 +176,83 @@ class FetchRun(SQLModel, table=True):
     requests: int = 0
     retries: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Publication(SQLModel, table=True):
+    """One paper (or preprint), whichever listings it came from.
+
+    ``key`` is ``pmid:N``, else ``pmcid:PMCN``, else ``doi:...`` (lower-case), else the first
+    source's own ``source:id``; records of the same paper from several sources merge into one
+    row (see ``db.publications``), each source kept in ``publication_source``.
+    """
+
+    __tablename__ = "publication"
+    __table_args__ = (Index("ix_publication_index_date", "index_date"),
+                      Index("ix_publication_first_seen_run", "first_seen_run_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    pmid: str | None = Field(default=None, index=True)
+    pmcid: str | None = Field(default=None, index=True)
+    doi: str | None = Field(default=None, index=True)  # lower-case
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    abstract: str | None = Field(default=None, sa_column=Column(Text))
+    journal: str | None = Field(default=None, sa_column=Column(Text))
+    pub_date: str | None = None
+    pub_year: int | None = None
+    publication_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mesh_terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    authors: str | None = Field(default=None, sa_column=Column(Text))
+    is_preprint: bool = False
+    preprint_of: str | None = Field(default=None, index=True)
+    deleted: bool = False
+    phase: str = "UNKNOWN"
+    index_date: dt.date | None = None
+    date_revised: dt.date | None = None
+    url: str | None = None
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    first_seen_at: dt.datetime
+    last_changed_at: dt.datetime
+    first_seen_run_id: int | None = None
+    last_changed_run_id: int | None = None
+
+
+class PublicationSource(SQLModel, table=True):
+    """One listing's record of a publication: its own id, raw record and content hash."""
+
+    __tablename__ = "publication_source"
+    __table_args__ = (UniqueConstraint("source", "source_id", name="uq_publication_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    publication_id: int = Field(sa_column=_fk("publication.id"))
+    source: str
+    source_id: str
+    content_hash: str = Field(max_length=64)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    first_seen_at: dt.datetime
+    last_changed_at: dt.datetime
+
+
+class PublicationTrial(SQLModel, table=True):
+    """A trial id a paper declares or mentions, with how it was found.
+
+    The study itself is joined at query time on (registry, registry_id) or a secondary id, so a
+    paper stored before its trial is linked the moment the trial arrives. Links from the trial
+    side (CT.gov ``referencesModule``) live in ``study_reference`` and join on PMID.
+    """
+
+    __tablename__ = "publication_trial"
+    __table_args__ = (
+        UniqueConstraint("publication_id", "registry", "registry_id", "found_in",
+                         name="uq_publication_trial"),
+        Index("ix_publication_trial_trial", "registry_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    publication_id: int = Field(sa_column=_fk("publication.id"))
+    registry_name: str = Field(sa_column=Column("registry", String(16), nullable=False))
+    registry_id: str
+    link_type: str  # reports | protocol | mentions
+    found_in: str  # databank | title | abstract
+    evidence: str | None = Field(default=None, sa_column=Column(Text))

@@ -15,9 +15,24 @@ def _ctgov(settings: Settings) -> Any:
     return ClinicalTrialsGov(settings.source("ctgov"))
 
 
+def _pubmed(settings: Settings) -> Any:
+    from sources.pubmed import PubMed
+
+    return PubMed(settings.source("pubmed"), email=settings.contact_email,
+                  api_key=settings.pubmed_api_key)
+
+
+def _europepmc(settings: Settings) -> Any:
+    from sources.europepmc import EuropePMC
+
+    return EuropePMC(settings.source("europepmc"), email=settings.contact_email)
+
+
 # name -> factory(settings) -> Source. The order is the order ``tracker update`` runs them in.
 REGISTRY: dict[str, Callable[[Settings], Any]] = {
     "ctgov": _ctgov,
+    "pubmed": _pubmed,
+    "europepmc": _europepmc,
 }
 
 

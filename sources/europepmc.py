@@ -14,6 +14,7 @@ Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 import hashlib
 import html
 from dataclasses import dataclass, field
@@ -184,7 +185,8 @@ def _journal(result: dict[str, Any]) -> str | None:
     return result.get("journalTitle") or None  # resultType=lite
 
 
-def _record(result: Any) -> PublicationRecord:
+def parse_result(result: Any) -> PublicationRecord:
+    """Normalise one ``core`` result; raises EuropePMCParseError when it has no source/id."""
     if not isinstance(result, dict):
         raise EuropePMCParseError(
             f"europepmc: result entry is a {type(result).__name__}, not an object"
@@ -225,6 +227,16 @@ def _record(result: Any) -> PublicationRecord:
 def parse_search_page(body: bytes) -> SearchPage:
     """Parse one ``/search?format=json`` page (``core`` or ``lite``) into records.
 
+    See ``parse_search_envelope``; every result is normalised with ``parse_result``.
+    """
+    hit_count, next_cursor, results = parse_search_envelope(body)
+    return SearchPage(hit_count=hit_count, next_cursor=next_cursor,
+                      records=[parse_result(r) for r in results])
+
+
+def parse_search_envelope(body: bytes) -> tuple[int, str | None, list[Any]]:
+    """Split one ``/search?format=json`` page into (hitCount, next cursor, raw results).
+
     ``next_cursor`` is None at the end of results: when ``nextCursorMark`` is missing, when it
     echoes the cursor that was sent (the request echo holds it, URL-encoded), or when the page
     has no results. Europe PMC reports the end each of these ways.
@@ -252,10 +264,57 @@ def parse_search_page(body: bytes) -> SearchPage:
     except (KeyError, TypeError, ValueError) as exc:
         raise EuropePMCParseError(f"europepmc: search JSON has no integer hitCount: {exc}") from exc
 
-    records = [_record(r) for r in result_list.get("result", [])]
+    results = result_list.get("result", [])
     next_cursor = doc.get("nextCursorMark") or None
     request = doc.get("request")
     sent = request.get("cursorMark") if isinstance(request, dict) else None
-    if not records or (next_cursor and isinstance(sent, str) and unquote(sent) == next_cursor):
+    if not results or (next_cursor and isinstance(sent, str) and unquote(sent) == next_cursor):
         next_cursor = None
-    return SearchPage(hit_count=hit_count, next_cursor=next_cursor, records=records)
+    return hit_count, next_cursor, results
+
+
+class EuropePMC:
+    """The Europe PMC source (``europepmc``): cursor-paged search, incremental by FIRST_IDATE."""
+
+    name = SOURCE
+    kind = "publication"
+
+    def __init__(self, settings: Any, *, email: str | None = None) -> None:
+        self.settings = settings
+        self.email = email
+
+    def fetch(self, http: Any, window: Any) -> Iterator[Any]:
+        """Yield every page of ``window``; the cursor chain ends as API_NOTES 3.5 describes."""
+        from sources.base import Page
+
+        url = self.settings.url.rstrip("/") + "/search"
+        query = (build_window_query(self.settings.query, window.since, window.until)
+                 if window.since else self.settings.query)
+        cursor = "*"
+        seen = {cursor}
+        first = True
+        while True:
+            params = build_search_params(query, cursor=cursor,
+                                         page_size=min(self.settings.page_size, MAX_PAGE_SIZE),
+                                         email=self.email)
+            body = http.get(SOURCE, url, params).content
+            hit_count, next_cursor, results = parse_search_envelope(body)
+            yield Page(items=results, total=hit_count if first else None)
+            first = False
+            if next_cursor is None:
+                return
+            if next_cursor in seen:
+                raise EuropePMCParseError(
+                    f"europepmc: the API repeated cursor {next_cursor!r}; paging stopped")
+            seen.add(next_cursor)
+            cursor = next_cursor
+
+    def parse(self, item: Any) -> PublicationRecord:
+        """Normalise one raw result."""
+        return parse_result(item)
+
+    def record_id(self, item: Any) -> str | None:
+        """``SRC:id`` of a raw result, when readable."""
+        if isinstance(item, dict) and item.get("source") and item.get("id"):
+            return f"{item['source']}:{item['id']}"
+        return None

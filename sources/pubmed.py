@@ -19,13 +19,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from lxml import etree
 
 from db.records import DataBankAccession, Mesh, PublicationRecord
-from tracker.errors import FetchError, ParseError, TrackerError
+from tracker.errors import FetchError, IncompleteError, ParseError, TrackerError
 
 __all__ = [
     "ESearchResult",
@@ -701,16 +703,13 @@ def _parse_deletions(el: etree._Element) -> list[PublicationRecord]:
     return out
 
 
-def parse_efetch(body: bytes) -> list[PublicationRecord]:
-    """Parse an efetch ``PubmedArticleSet`` into one record per article, book or deletion.
+def split_efetch(body: bytes) -> list[etree._Element]:
+    """The record elements of an efetch ``PubmedArticleSet``, one per article, book or deletion.
 
-    Each record's ``raw`` is its own element serialised (so ``content_hash`` changes only when
-    that record changes). ``DeleteCitation/PMID`` entries become ``deleted=True`` records with
-    an empty title.
-
-    Raises ``PubMedServerError`` when the body carries an ``<ERROR>`` (NCBI reports some errors
-    with HTTP 200) and ``PubMedParseError`` when it is not a well-formed ``PubmedArticleSet``
-    (HTML error page, truncated download, record without PMID).
+    A ``DeleteCitation`` becomes one ``PMID`` element per deleted PMID. Raises
+    ``PubMedServerError`` when the body carries an ``<ERROR>`` (NCBI reports some errors with
+    HTTP 200) and ``PubMedParseError`` when it is not a well-formed ``PubmedArticleSet`` (HTML
+    error page, truncated download).
     """
     root = _parse_xml(body, "efetch")
     tag = root.tag
@@ -723,15 +722,142 @@ def parse_efetch(body: bytes) -> list[PublicationRecord]:
         raise PubMedParseError(
             f"pubmed: efetch root element is <{tag}>, expected <PubmedArticleSet>"
         )
-    records: list[PublicationRecord] = []
+    items: list[etree._Element] = []
     for child in root:
         tag = child.tag
-        if tag == "PubmedArticle":
-            records.append(_parse_article(child))
-        elif tag == "PubmedBookArticle":
-            records.append(_parse_book(child))
+        if tag in ("PubmedArticle", "PubmedBookArticle"):
+            items.append(child)
         elif tag == "DeleteCitation":
-            records.extend(_parse_deletions(child))
+            items.extend(p for p in child if p.tag == "PMID" and (p.text or "").strip())
         elif tag == "ERROR":
             raise PubMedServerError(f"pubmed: efetch error: {_text(child)}")
-    return records
+    return items
+
+
+def parse_element(el: etree._Element) -> PublicationRecord:
+    """Normalise one element from ``split_efetch`` (article, book, or deleted PMID).
+
+    Raises ``PubMedParseError`` for a record without a PMID.
+    """
+    if el.tag == "PubmedArticle":
+        return _parse_article(el)
+    if el.tag == "PubmedBookArticle":
+        return _parse_book(el)
+    if el.tag == "PMID":
+        return _parse_deletions(_Wrap(el))[0]
+    raise PubMedParseError(f"pubmed: unexpected element <{el.tag}> in PubmedArticleSet")
+
+
+class _Wrap(list):  # type: ignore[type-arg]
+    """A DeleteCitation holding one PMID, for ``_parse_deletions``."""
+
+    def __init__(self, pmid: etree._Element) -> None:
+        super().__init__([pmid])
+
+
+def parse_efetch(body: bytes) -> list[PublicationRecord]:
+    """Parse an efetch ``PubmedArticleSet`` into one record per article, book or deletion.
+
+    Each record's ``raw`` is its own element serialised (so ``content_hash`` changes only when
+    that record changes). ``DeleteCitation/PMID`` entries become ``deleted=True`` records with
+    an empty title. Raises as ``split_efetch`` and ``parse_element`` do.
+    """
+    return [parse_element(el) for el in split_efetch(body)]
+
+
+# --------------------------------------------------------------------------------------------
+# The source: esearch windows on the History server, efetch in batches
+# --------------------------------------------------------------------------------------------
+
+TOOL = "msc-trial-tracker"
+FULL_LOAD_START = dt.date(1900, 1, 1)
+ESEARCH_CEILING = 9999  # PubMed esearch reaches only the first 9,999 records of a query
+
+
+class PubMed:
+    """The PubMed source (``pubmed``): esearch date windows, efetch XML from the History server.
+
+    Incremental runs ask by Entrez date (``edat``) and then by modification date (``mdat``), so
+    records whose MeSH terms and publication types arrived after they first appeared are
+    fetched again. Windows holding more than the esearch ceiling are split by date until each
+    fits.
+    """
+
+    name = SOURCE
+    kind = "publication"
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        email: str | None = None,
+        api_key: str | None = None,
+        ceiling: int = ESEARCH_CEILING,
+    ) -> None:
+        self.settings = settings
+        self.email = email or ""
+        self.api_key = api_key
+        self.ceiling = ceiling
+
+    def _identity(self, params: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in params.items() if v != ""}
+
+    def _esearch(self, http: Any, datetype: str, lo: dt.date, hi: dt.date) -> ESearchResult:
+        params = build_esearch_params(
+            self.settings.query, mindate=lo, maxdate=hi, datetype=datetype, tool=TOOL,
+            email=self.email, api_key=self.api_key)
+        # Long queries go by POST (API_NOTES 2.3); E-utilities accept both.
+        response = http.request(SOURCE, "POST", self._url("esearch.fcgi"),
+                                data=self._identity(params))
+        return parse_esearch_json(response.content)
+
+    def _url(self, endpoint: str) -> str:
+        return f"{self.settings.url.rstrip('/')}/{endpoint}"
+
+    def windows(
+        self, http: Any, datetype: str, lo: dt.date, hi: dt.date
+    ) -> Iterator[tuple[dt.date, dt.date, ESearchResult]]:
+        """(lo, hi, esearch result) for date windows covering [lo, hi], each under the ceiling."""
+        result = self._esearch(http, datetype, lo, hi)
+        if result.count <= self.ceiling:
+            yield lo, hi, result
+            return
+        if lo >= hi:
+            raise IncompleteError(
+                f"pubmed: {result.count} records on {lo.isoformat()} alone exceed the esearch "
+                f"ceiling of {self.ceiling}; narrow the PubMed query in config")
+        mid = lo + (hi - lo) // 2
+        yield from self.windows(http, datetype, lo, mid)
+        yield from self.windows(http, datetype, mid + dt.timedelta(days=1), hi)
+
+    def fetch(self, http: Any, window: Any) -> Iterator[Any]:
+        """Yield efetch batches for every date window of ``window`` (edat, then mdat)."""
+        from sources.base import Page
+
+        passes = [("edat", window.since or FULL_LOAD_START)]
+        if window.since is not None:
+            passes.append(("mdat", window.since))
+        batch = max(1, min(self.settings.page_size, ESEARCH_MAX_RETMAX))
+        for datetype, start in passes:
+            for _lo, _hi, search in self.windows(http, datetype, start, window.until):
+                if not search.count:
+                    continue
+                for retstart in range(0, search.count, batch):
+                    params = build_efetch_params(
+                        search.webenv or "", search.query_key or "", retstart, batch,
+                        tool=TOOL, email=self.email, api_key=self.api_key)
+                    response = http.request(SOURCE, "POST", self._url("efetch.fcgi"),
+                                            data=self._identity(params))
+                    items = split_efetch(response.content)
+                    yield Page(items=items, total=search.count if retstart == 0 else None)
+
+    def parse(self, item: etree._Element) -> PublicationRecord:
+        """Normalise one record element."""
+        return parse_element(item)
+
+    def record_id(self, item: etree._Element) -> str | None:
+        """The PMID of a record element, when it has one."""
+        if item.tag == "PMID":
+            return (item.text or "").strip() or None
+        return (item.findtext("MedlineCitation/PMID") or item.findtext("BookDocument/PMID")
+                or None)

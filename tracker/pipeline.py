@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import FetchRun, SourceState
+from db.publications import upsert_publications
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.errors import IncompleteError, ParseError, TrackerError
@@ -101,6 +102,8 @@ def store_records(
     """
     if kind == "study":
         return upsert_studies(conn, records, run_id=run_id, now=now, stored=stored)
+    if kind == "publication":
+        return upsert_publications(conn, records, run_id=run_id, now=now)
     raise ValueError(f"no store for records of kind {kind!r}")
 
 
@@ -190,8 +193,8 @@ def run_source(
     announced: int | None = None
     try:
         for page in source.fetch(http, window):
-            if page.total is not None and announced is None:
-                announced = page.total
+            if page.total is not None:  # one per result set (PubMed: per date window)
+                announced = (announced or 0) + page.total
             summary.requests, summary.retries = _http_delta(http, stats_before)
             ingest_page(engine, source, page, run_id, summary)
             if progress:

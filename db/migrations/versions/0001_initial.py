@@ -1,7 +1,7 @@
 """studies, their child rows, change history, watermarks and run log
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 23:59:21.543979
 """
 
