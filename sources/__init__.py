@@ -18,8 +18,9 @@ def _ctgov(settings: Settings) -> Any:
 def _pubmed(settings: Settings) -> Any:
     from sources.pubmed import PubMed
 
-    return PubMed(settings.source("pubmed"), email=settings.contact_email,
-                  api_key=settings.pubmed_api_key)
+    src = settings.source("pubmed")
+    return PubMed(src, email=settings.contact_email, api_key=settings.pubmed_api_key,
+                  **({"ceiling": src.max_window} if src.max_window else {}))
 
 
 def _europepmc(settings: Settings) -> Any:

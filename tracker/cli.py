@@ -276,26 +276,57 @@ def studies(
 
 
 @app.command()
+def papers(
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only papers first indexed on or after this date (YYYY-MM-DD).",
+        show_default=False)] = None,
+    last_run: Annotated[bool, typer.Option(
+        "--last-run", help="Only papers new to this database in its last update.")] = False,
+    include_deleted: Annotated[bool, typer.Option(
+        "--include-deleted", help="Include citations PubMed has deleted.")] = False,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """List papers (PubMed, Europe PMC) with the trial ids they name."""
+    from tracker.render import FORMATS, render_papers
+    from tracker.reports import PAPER_COLUMNS, PaperFilter, query_papers
+
+    with errors():
+        fmt = check_format(fmt, FORMATS)
+        since_date = parse_date(since, "--since")
+        if since_date and last_run:
+            raise ConfigError("use either --since or --last-run, not both")
+        engine = open_db(settings_for(db))
+        with engine.connect() as conn:
+            rows = query_papers(conn, PaperFilter(since=since_date, last_run=last_run,
+                                                  include_deleted=include_deleted))
+        typer.echo(render_papers(rows, fmt, PAPER_COLUMNS), nl=False)
+
+
+@app.command()
 def show(
-    record_id: Annotated[str, typer.Argument(help="A study id, e.g. NCT01234567.",
-                                             show_default=False)],
+    record_id: Annotated[str, typer.Argument(
+        help="A study id (NCT01234567) or a paper (PMID:12345, PMC1234567, DOI:10.x/y).",
+        show_default=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     raw: Annotated[bool, typer.Option("--raw", help="Print the registry's own record "
                                       "as stored.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Show one study: its fields, secondary ids, references and change history."""
+    """Show one study (fields, secondary ids, linked papers, change history) or one paper
+    (fields, listings, linked trials)."""
     from tracker.render import render_detail, to_json
-    from tracker.reports import raw_record, study_detail
+    from tracker.reports import paper_detail, raw_record, study_detail
 
     with errors():
         fmt = check_format(fmt, ("table", "json"))
         engine = open_db(settings_for(db))
+        is_study = record_id.strip().upper().startswith("NCT")
         with engine.connect() as conn:
-            if raw:
+            if raw and is_study:
                 typer.echo(to_json(raw_record(conn, record_id)))
                 return
-            detail = study_detail(conn, record_id)
+            detail = study_detail(conn, record_id) if is_study else paper_detail(conn, record_id)
         typer.echo(render_detail(detail, fmt), nl=False)
 
 

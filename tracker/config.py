@@ -68,6 +68,9 @@ class SourceSettings:
     rate_per_second: float
     enabled: bool = True
     page_size: int = 1000
+    # PubMed only: the most records one esearch date window may hold before it is split
+    # (NCBI's esearch ceiling, 9,999 today; lower it if NCBI lowers theirs). 0 = default.
+    max_window: int = 0
 
 
 DEFAULT_SOURCES: dict[str, SourceSettings] = {
@@ -177,7 +180,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
             out[key] = env[var]
     for name in DEFAULT_SOURCES:
         prefix = f"TRACKER_{name.upper()}_"
-        for key in ("url", "query", "rate_per_second", "enabled", "page_size"):
+        for key in ("url", "query", "rate_per_second", "enabled", "page_size", "max_window"):
             value = env.get(prefix + key.upper())
             if value:
                 out.setdefault(name, {})[key] = value
@@ -207,6 +210,7 @@ _TOP_TYPES: dict[str, type] = {
 }
 _SOURCE_TYPES: dict[str, type] = {
     "url": str, "query": str, "rate_per_second": float, "enabled": bool, "page_size": int,
+    "max_window": int,
 }
 
 

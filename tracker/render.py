@@ -116,11 +116,13 @@ def render_report(report: Report, fmt: str, columns: Sequence[str]) -> str:
                 for g in report.groups
             },
             "studies": report.studies,
+            "papers": report.papers,
         })
     if fmt == "csv":
         return to_csv(report.studies, columns)
     if fmt == "markdown":
-        parts = [f"## {report.title}: {len(report.studies)} studies", ""]
+        parts = [f"## {report.title}: {len(report.studies)} studies, {len(report.papers)} papers",
+                 ""]
         if report.studies:
             parts += [_md_table(cross, cross_cols), ""]
             parts += [
@@ -128,12 +130,40 @@ def render_report(report: Report, fmt: str, columns: Sequence[str]) -> str:
                 f"({s['phase']}, {s['status']}, first posted {s['first_posted'] or '?'})"
                 for s in report.studies
             ]
+        if report.papers:
+            parts += ["", "### Papers", ""]
+            parts += [
+                f"- [{_md(p['title'])}]({p['url']}) {_md(p['journal'] or '')} {p['pub_date'] or ''}"
+                + (" (preprint)" if p["is_preprint"] else "")
+                + (f"; trials: {', '.join(p['trial_ids'])}" if p["trial_ids"] else "")
+                for p in report.papers
+            ]
         return "\n".join(parts) + "\n"
     console, buf = _console()
-    console.print(Text(f"{report.title}: {len(report.studies)} studies", style="bold"))
+    console.print(Text(f"{report.title}: {len(report.studies)} studies, "
+                       f"{len(report.papers)} papers", style="bold"))
     if report.studies:
         console.print(_table(cross, cross_cols, title="Studies by condition and phase"))
         console.print(_table(report.studies, STUDY_TABLE_COLUMNS, title="Studies"))
+    if report.papers:
+        console.print(_table(report.papers, PAPER_TABLE_COLUMNS, title="Papers"))
+    return buf.getvalue()
+
+
+PAPER_TABLE_COLUMNS = ("pmid", "index_date", "phase", "trial_ids", "title")
+
+
+def render_papers(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> str:
+    """A list of papers in ``fmt``."""
+    if fmt == "json":
+        return to_json(list(rows))
+    if fmt == "csv":
+        return to_csv(rows, columns)
+    if fmt == "markdown":
+        return _md_table(rows, PAPER_TABLE_COLUMNS)
+    console, buf = _console()
+    console.print(_table(rows, PAPER_TABLE_COLUMNS))
+    console.print(f"{len(rows)} papers")
     return buf.getvalue()
 
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from db.models import (
     FetchRun,
+    Publication,
+    PublicationSource,
+    PublicationTrial,
     Study,
     StudyChange,
     StudyCondition,
@@ -114,8 +117,6 @@ def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
         c = StudyCondition.__table__
         alternatives = [func.lower(c.c.name).contains(term.lower(), autoescape=True)
                         for term in flt.conditions]
-        from sqlalchemy import or_
-
         clauses.append(exists().where(c.c.study_id == S.c.id, or_(*alternatives)))
     return clauses
 
@@ -157,6 +158,7 @@ class Report:
     phases: list[str]
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     group_totals: Counter[str] = field(default_factory=Counter)
+    papers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def group_keys(study: dict[str, Any]) -> list[str]:
@@ -178,10 +180,11 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
     if flt.last_run:
         title = "New in the last update"
     elif flt.since:
-        title = f"New since {flt.since.isoformat()} (first posted)"
+        title = f"New since {flt.since.isoformat()}"
     else:
         title = "All studies"
-    return Report(title, studies, groups, phases, dict(counts), totals)
+    papers = query_papers(conn, PaperFilter(since=flt.since, last_run=flt.last_run))
+    return Report(title, studies, groups, phases, dict(counts), totals, papers)
 
 
 def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
@@ -203,6 +206,7 @@ def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
     out["mesh"] = rows(StudyMesh, "kind", "mesh_id", "term", "ancestor")
     out["secondary_ids"] = rows(StudySecondaryId, "value", "type", "domain")
     out["references"] = rows(StudyReference, "pmid", "type", "citation", "retraction_pmids")
+    out["papers"] = study_papers(conn, sid, row["registry"], row["registry_id"])
     out["changes"] = [
         {k: _iso(v) for k, v in r.items()}
         for r in rows(StudyChange, "field", "old_value", "new_value", "changed_at")
@@ -216,3 +220,147 @@ def raw_record(conn: Connection, registry_id: str) -> dict[str, Any]:
     if blob is None:
         raise NotFoundError(f"{registry_id} is not in this database")
     return orjson.loads(decompress(blob))
+
+
+P = Publication.__table__
+PT = PublicationTrial.__table__
+REF = StudyReference.__table__
+SEC = StudySecondaryId.__table__
+
+PAPER_COLUMNS = (
+    "pmid", "pmcid", "doi", "title", "journal", "pub_date", "publication_types", "is_preprint",
+    "deleted", "phase", "index_date", "sources", "trial_ids", "first_seen_at", "url",
+)
+
+
+@dataclass(frozen=True)
+class PaperFilter:
+    """Which papers a listing covers."""
+
+    since: dt.date | None = None  # first indexed (PubMed Entrez date / Europe PMC) on or after
+    last_run: bool = False
+    include_deleted: bool = False
+
+
+def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
+    """Papers matching ``flt``, most recently indexed first, with the trial ids they name."""
+    clauses: list[Any] = []
+    if flt.since is not None:
+        clauses.append(P.c.index_date >= flt.since)
+    if flt.last_run:
+        threshold = last_run_threshold(conn)
+        clauses.append(P.c.first_seen_run_id.is_not(None))
+        if threshold is not None:
+            clauses.append(P.c.first_seen_run_id > threshold)
+    if not flt.include_deleted:
+        clauses.append(P.c.deleted.is_(False))
+    cols = [P.c.id] + [P.c[c] for c in PAPER_COLUMNS if c != "trial_ids"]
+    rows = conn.execute(
+        select(*cols).where(*clauses).order_by(P.c.index_date.desc(), P.c.id.desc())
+    ).mappings().all()
+    trial_ids: dict[int, list[str]] = {}
+    ids = [r["id"] for r in rows]
+    for i in range(0, len(ids), 500):
+        stmt = select(PT.c.publication_id, PT.c.registry_id).where(
+            PT.c.publication_id.in_(ids[i : i + 500])).order_by(PT.c.id)
+        for pid, rid in conn.execute(stmt):
+            lst = trial_ids.setdefault(pid, [])
+            if rid not in lst:
+                lst.append(rid)
+    out = []
+    for r in rows:
+        d = {c: _iso(r[c]) for c in PAPER_COLUMNS if c != "trial_ids"}
+        d["trial_ids"] = trial_ids.get(r["id"], [])
+        out.append(d)
+    return out
+
+
+def study_papers(conn: Connection, study_id: int, registry: str, registry_id: str) -> list[dict[str, Any]]:
+    """Papers linked to a study from either side, each with its link type and evidence.
+
+    Trial side: the registry's own references (RESULT / BACKGROUND / DERIVED), matched on PMID
+    whether or not the paper is stored yet. Paper side: trial ids a stored paper declares or
+    mentions, matched on the study's id or any of its secondary ids.
+    """
+    out: list[dict[str, Any]] = []
+    stmt = select(REF.c.pmid, REF.c.type, REF.c.citation, REF.c.retraction_pmids, P.c.title,
+                  P.c.url).select_from(REF.outerjoin(P, P.c.pmid == REF.c.pmid)).where(
+        REF.c.study_id == study_id).order_by(REF.c.id)
+    for r in conn.execute(stmt).mappings():
+        out.append({
+            "pmid": r["pmid"], "title": r["title"] or r["citation"],
+            "link_type": (r["type"] or "reference").lower(), "found_in": f"{registry} references",
+            "evidence": r["citation"], "retracted_by": r["retraction_pmids"],
+            "stored": r["title"] is not None,
+            "url": r["url"] or (f"https://pubmed.ncbi.nlm.nih.gov/{r['pmid']}/" if r["pmid"] else None),
+        })
+    ids = [registry_id] + list(conn.execute(
+        select(SEC.c.value).where(SEC.c.study_id == study_id)).scalars())
+    stmt = select(PT.c.link_type, PT.c.found_in, PT.c.evidence, PT.c.registry_id, P.c.pmid,
+                  P.c.doi, P.c.title, P.c.url).select_from(
+        PT.join(P, P.c.id == PT.c.publication_id)).where(PT.c.registry_id.in_(ids)).order_by(PT.c.id)
+    for r in conn.execute(stmt).mappings():
+        out.append({
+            "pmid": r["pmid"], "title": r["title"], "link_type": r["link_type"],
+            "found_in": f"paper {r['found_in']}", "evidence": r["evidence"], "retracted_by": [],
+            "stored": True, "url": r["url"],
+        })
+    return out
+
+
+def find_paper(conn: Connection, ref: str) -> dict[str, Any]:
+    """A stored paper by ``PMID:n``, ``PMCn``, ``DOI:...`` or bare PMID; NotFoundError if none."""
+    text = ref.strip()
+    low = text.lower()
+    if low.startswith("pmid:"):
+        clause = P.c.pmid == text[5:].strip()
+    elif low.startswith("doi:"):
+        clause = P.c.doi == text[4:].strip().lower()
+    elif low.startswith("pmc"):
+        clause = P.c.pmcid == text.upper()
+    elif text.isdigit():
+        clause = P.c.pmid == text
+    else:
+        raise NotFoundError(f"{ref!r} is not a paper id; use PMID:12345, PMC1234567 or DOI:10.x/y")
+    row = conn.execute(select(P).where(clause)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"{ref} is not in this database; run `tracker update` or check the id")
+    return dict(row)
+
+
+def paper_detail(conn: Connection, ref: str) -> dict[str, Any]:
+    """A paper, its listings, and the trials it is linked to with link type and evidence."""
+    row = find_paper(conn, ref)
+    pid = row["id"]
+    out = {k: _iso(v) for k, v in row.items() if k not in ("id",)}
+    src = PublicationSource.__table__
+    out["listings"] = [dict(r._mapping) for r in conn.execute(
+        select(src.c.source, src.c.source_id).where(src.c.publication_id == pid))]
+    trials: list[dict[str, Any]] = []
+    stmt = select(PT.c.registry, PT.c.registry_id, PT.c.link_type, PT.c.found_in,
+                  PT.c.evidence).where(PT.c.publication_id == pid).order_by(PT.c.id)
+    for r in conn.execute(stmt).mappings():
+        study = conn.execute(select(S.c.registry_id, S.c.title, S.c.url).where(or_(
+            (S.c.registry == r["registry"]) & (S.c.registry_id == r["registry_id"]),
+            S.c.id.in_(select(SEC.c.study_id).where(SEC.c.value == r["registry_id"])),
+        ))).mappings().first()
+        trials.append({
+            "registry": r["registry"], "registry_id": r["registry_id"],
+            "link_type": r["link_type"], "found_in": f"paper {r['found_in']}",
+            "evidence": r["evidence"], "stored": study is not None,
+            "title": study["title"] if study else None,
+            "url": study["url"] if study else None,
+        })
+    if row["pmid"]:
+        stmt = select(S.c.registry, S.c.registry_id, S.c.title, S.c.url, REF.c.type,
+                      REF.c.citation).select_from(REF.join(S, S.c.id == REF.c.study_id)).where(
+            REF.c.pmid == row["pmid"])
+        for r in conn.execute(stmt).mappings():
+            trials.append({
+                "registry": r["registry"], "registry_id": r["registry_id"],
+                "link_type": (r["type"] or "reference").lower(),
+                "found_in": f"{r['registry']} references", "evidence": r["citation"],
+                "stored": True, "title": r["title"], "url": r["url"],
+            })
+    out["trials"] = trials
+    return out
