@@ -113,6 +113,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     from db.migrate import ensure_schema
     from sources.base import Page
     from sources.clinicaltrials_gov import ClinicalTrialsGov, parse_page
+    from tracker.classify import load_rules
     from tracker.config import load_settings
     from sources.base import Window
     from tracker.pipeline import RunSummary, ingest_page
@@ -121,6 +122,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     engine = make_engine(settings.db_url)
     ensure_schema(engine)
     source = ClinicalTrialsGov(settings.source("ctgov"))
+    rules = load_rules()
     summary = RunSummary("ctgov", run_id=1, window=Window(None, dt.date.today()))
     elapsed = 0.0
     for page in sorted(folder.glob("page*.json")):
@@ -128,7 +130,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         studies, _, _ = parse_page(body)
         del body
-        ingest_page(engine, source, Page(items=studies), 1, summary)
+        ingest_page(engine, source, Page(items=studies), 1, summary, rules)
         elapsed += time.perf_counter() - t0
     engine.dispose()
     return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,

