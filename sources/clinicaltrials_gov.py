@@ -324,6 +324,20 @@ class ClinicalTrialsGov:
         """The NCT id of a raw study."""
         return item.nct_id
 
+    def item_bytes(self, item: RawStudy) -> bytes:
+        """The raw bytes of an item, for quarantine."""
+        return item.raw
+
+    def item_from_bytes(self, raw: bytes) -> RawStudy:
+        """Rebuild an item from quarantined bytes."""
+        try:
+            doc = simdjson.Parser().parse(raw)
+            nct = _lazy_nct(doc)
+            del doc
+        except ValueError:
+            nct = None
+        return RawStudy(nct, raw)
+
     def fingerprint(self, item: RawStudy) -> tuple[str, str] | None:
         """(NCT id, content hash) without parsing, so unchanged studies are skipped cheaply."""
         if item.nct_id is None or not NCT_RE.match(item.nct_id):

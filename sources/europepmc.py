@@ -313,6 +313,14 @@ class EuropePMC:
         """Normalise one raw result."""
         return parse_result(item)
 
+    def item_bytes(self, item: Any) -> bytes:
+        """The raw bytes of an item, for quarantine."""
+        return orjson.dumps(item)
+
+    def item_from_bytes(self, raw: bytes) -> Any:
+        """Rebuild an item from quarantined bytes."""
+        return orjson.loads(raw)
+
     def record_id(self, item: Any) -> str | None:
         """``SRC:id`` of a raw result, when readable."""
         if isinstance(item, dict) and item.get("source") and item.get("id"):

@@ -855,6 +855,14 @@ class PubMed:
         """Normalise one record element."""
         return parse_element(item)
 
+    def item_bytes(self, item: etree._Element) -> bytes:
+        """The raw bytes of an item, for quarantine."""
+        return etree.tostring(item)
+
+    def item_from_bytes(self, raw: bytes) -> etree._Element:
+        """Rebuild an item from quarantined bytes (parsed as safely as any response)."""
+        return _parse_xml(raw, "quarantined record")
+
     def record_id(self, item: etree._Element) -> str | None:
         """The PMID of a record element, when it has one."""
         if item.tag == "PMID":

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.models import FetchRun, SourceState
 from db.publications import upsert_publications
+from db.quarantine import quarantine_record, release, waiting
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.classify import classify_publication, classify_study
@@ -48,6 +49,7 @@ class RunSummary:
     requests: int = 0
     retries: int = 0
     rejected_ids: list[str] = field(default_factory=list)
+    quarantined_before: int = 0  # records of this source waiting in quarantine at the start
 
     def line(self) -> str:
         """One-line summary for the terminal and the log."""
@@ -111,6 +113,10 @@ def store_records(
 BATCH = 200  # records checked, parsed and written together: bounds memory on large pages
 
 
+def _record_key(rec: Any) -> str:
+    return rec.registry_id if hasattr(rec, "registry_id") else rec.source_id
+
+
 def label(records: Sequence[Any], kind: str, rules: Any) -> None:
     """Attach the classifier's labels to each record (``tracker.classify``)."""
     if rules is None:
@@ -164,11 +170,15 @@ def ingest_page(
                     records.append(source.parse(item))
                 except ParseError as exc:
                     summary.rejected += 1
-                    rid = source.record_id(item) or "?"
-                    summary.rejected_ids.append(rid)
-                    log.warning("%s: rejected record %s: %s", source.name, rid, exc)
+                    rid = source.record_id(item)
+                    key = quarantine_record(conn, source.name, rid, source.item_bytes(item),
+                                            str(exc), run_id, now)
+                    summary.rejected_ids.append(key)
+                    log.warning("%s: quarantined record %s: %s", source.name, key, exc)
             label(records, source.kind, rules)
             result = store_records(conn, source.kind, records, run_id, now, stored or None)
+            if summary.quarantined_before:
+                release(conn, source.name, [_record_key(r) for r in records])
             summary.new += result.new
             summary.changed += result.changed
             summary.unchanged += result.unchanged
@@ -208,6 +218,8 @@ def run_source(
             )
         ).inserted_primary_key[0]
     summary = RunSummary(source=source.name, run_id=run_id, window=window)
+    with engine.connect() as conn:
+        summary.quarantined_before = waiting(conn, source.name)
     stats_before = _http_counts(http)
     announced: int | None = None
     try:
