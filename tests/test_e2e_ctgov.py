@@ -60,9 +60,9 @@ def test_update_then_rerun_then_change(tmp_path: Path, studies_json: list[dict[s
         assert _count(db, Study) == 11
 
         # The report and listing read what the update stored.
-        listed = json.loads(runner.invoke(app, ["studies", "-f", "json"], env=env).output)
+        listed = json.loads(runner.invoke(app, ["studies", "-f", "json", "--include-irrelevant"], env=env).output)
         assert {s["registry_id"] for s in listed} == {s["protocolSection"]["identificationModule"]["nctId"] for s in studies_json}
-        rep = json.loads(runner.invoke(app, ["report", "--last-run", "-f", "json"], env=env).output)
+        rep = json.loads(runner.invoke(app, ["report", "--last-run", "-f", "json", "--include-irrelevant"], env=env).output)
         assert rep["total"] == 11
 
         # Second run: asks only for the LastUpdatePostDate window and adds nothing.
@@ -90,7 +90,7 @@ def test_update_then_rerun_then_change(tmp_path: Path, studies_json: list[dict[s
         assert _count(db, StudyChange) >= 1
         shown = json.loads(runner.invoke(app, ["show", nct, "-f", "json"], env=env).output)
         assert any(c["field"] == "status" and c["new_value"] == "COMPLETED" for c in shown["changes"])
-        new = json.loads(runner.invoke(app, ["report", "--last-run", "-f", "json"], env=env).output)
+        new = json.loads(runner.invoke(app, ["report", "--last-run", "-f", "json", "--include-irrelevant"], env=env).output)
         assert [s["registry_id"] for s in new["studies"]] == ["NCT09999991"]
     assert _count(db, FetchRun) == 3
     engine = make_engine(f"sqlite:///{db}")
@@ -130,6 +130,7 @@ def test_installed_entry_point_runs_against_the_server(
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "11 new" in out.stdout
-        rep = subprocess.run([*cmd, "report", "--since", "2000-01-01", "-f", "markdown"],
+        rep = subprocess.run([*cmd, "report", "--since", "2000-01-01", "-f", "markdown",
+                              "--include-irrelevant"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert rep.returncode == 0 and "NCT04431453" in rep.stdout

@@ -119,7 +119,7 @@ def test_all_sources_dedup_links_rate_and_rerun(tmp_path: Path, studies: list) -
         paper = json.loads(runner.invoke(app, ["show", f"PMID:{CITED_PMID}", "-f", "json"], env=env).output)
         assert any(t["registry_id"] == "NCT02552212" and t["link_type"] == "result" for t in paper["trials"])
         # ... and the paper's DataBankList (paper side), matched to the stored study.
-        databank = json.loads(runner.invoke(app, ["papers", "-f", "json"], env=env).output)
+        databank = json.loads(runner.invoke(app, ["papers", "-f", "json", "--include-irrelevant"], env=env).output)
         with_trial = [p for p in databank if "NCT01234567" in p["trial_ids"]]
         assert with_trial
         study = json.loads(runner.invoke(app, ["show", "NCT01234567", "-f", "json"], env=env).output)

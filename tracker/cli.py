@@ -51,8 +51,30 @@ LastRunOpt = Annotated[
 ]
 ConditionOpt = Annotated[
     list[str] | None,
-    typer.Option("--condition", "-c", help="Condition name contains this text (repeatable).",
+    typer.Option("--condition", "-c", help="Condition group (osteoarthritis, "
+                 "rheumatoid_arthritis, tendinopathy, disc_degeneration, sports_injury, bone, "
+                 "neurological, ...), or text a registry condition name contains (repeatable).",
                  show_default=False),
+]
+CellSourceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--cell-source", help="bone_marrow, adipose, umbilical_cord, placenta, "
+                 "dental_pulp, menstrual_blood, ipsc_derived, other, unspecified (repeatable).",
+                 show_default=False),
+]
+OriginOpt = Annotated[
+    list[str] | None,
+    typer.Option("--origin", help="autologous, allogeneic or unspecified (repeatable).",
+                 show_default=False),
+]
+ProductOpt = Annotated[
+    list[str] | None,
+    typer.Option("--product", help="cells, extracellular_vesicles, secretome or unspecified "
+                 "(repeatable).", show_default=False),
+]
+IrrelevantOpt = Annotated[
+    bool, typer.Option("--include-irrelevant", help="Also list records the classifier judged "
+                       "not to be about MSCs.")
 ]
 PhaseOpt = Annotated[
     list[str] | None,
@@ -227,6 +249,10 @@ def report(
     condition: ConditionOpt = None,
     phase: PhaseOpt = None,
     status: StatusOpt = None,
+    cell_source: CellSourceOpt = None,
+    origin: OriginOpt = None,
+    product: ProductOpt = None,
+    include_irrelevant: IrrelevantOpt = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
@@ -243,7 +269,9 @@ def report(
         if since_date is None and not last_run:
             since_date = dt.date.today() - dt.timedelta(days=30)
         flt = make_filter(since=since_date, last_run=last_run, conditions=condition or (),
-                          phases=phase or (), statuses=status or ())
+                          phases=phase or (), statuses=status or (),
+                          cell_sources=cell_source or (), origins=origin or (),
+                          products=product or (), include_irrelevant=include_irrelevant)
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
             rep = build_report(conn, flt)
@@ -257,6 +285,10 @@ def studies(
     condition: ConditionOpt = None,
     phase: PhaseOpt = None,
     status: StatusOpt = None,
+    cell_source: CellSourceOpt = None,
+    origin: OriginOpt = None,
+    product: ProductOpt = None,
+    include_irrelevant: IrrelevantOpt = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
@@ -268,7 +300,9 @@ def studies(
         fmt = check_format(fmt, FORMATS)
         flt = make_filter(since=parse_date(since, "--since"), last_run=last_run,
                           conditions=condition or (), phases=phase or (),
-                          statuses=status or ())
+                          statuses=status or (), cell_sources=cell_source or (),
+                          origins=origin or (), products=product or (),
+                          include_irrelevant=include_irrelevant)
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
             rows = query_studies(conn, flt)
@@ -284,12 +318,18 @@ def papers(
         "--last-run", help="Only papers new to this database in its last update.")] = False,
     include_deleted: Annotated[bool, typer.Option(
         "--include-deleted", help="Include citations PubMed has deleted.")] = False,
+    condition: ConditionOpt = None,
+    phase: PhaseOpt = None,
+    cell_source: CellSourceOpt = None,
+    origin: OriginOpt = None,
+    product: ProductOpt = None,
+    include_irrelevant: IrrelevantOpt = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
-    """List papers (PubMed, Europe PMC) with the trial ids they name."""
+    """List papers (PubMed, Europe PMC) with their labels and the trial ids they name."""
     from tracker.render import FORMATS, render_papers
-    from tracker.reports import PAPER_COLUMNS, PaperFilter, query_papers
+    from tracker.reports import PAPER_COLUMNS, PaperFilter, make_filter, query_papers
 
     with errors():
         fmt = check_format(fmt, FORMATS)
@@ -298,8 +338,15 @@ def papers(
             raise ConfigError("use either --since or --last-run, not both")
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
+            labels = make_filter(conditions=condition or (), phases=phase or (),
+                                 cell_sources=cell_source or (), origins=origin or (),
+                                 products=product or (), include_irrelevant=include_irrelevant)
+            if labels.conditions:
+                raise ConfigError(f"--condition {labels.conditions[0]!r} is not a condition "
+                                  "group; papers are filtered by group only")
             rows = query_papers(conn, PaperFilter(since=since_date, last_run=last_run,
-                                                  include_deleted=include_deleted))
+                                                  include_deleted=include_deleted,
+                                                  labels=labels))
         typer.echo(render_papers(rows, fmt, PAPER_COLUMNS), nl=False)
 
 
@@ -328,6 +375,55 @@ def show(
                 return
             detail = study_detail(conn, record_id) if is_study else paper_detail(conn, record_id)
         typer.echo(render_detail(detail, fmt), nl=False)
+
+
+@app.command()
+def classify(
+    rules: Annotated[str | None, typer.Option(
+        "--rules", help="A rules file to use instead of the configured one.",
+        show_default=False)] = None,
+    db: DbOpt = None,
+) -> None:
+    """Re-label every stored study and paper from its stored record, without refetching.
+
+    Run it after editing the rules file. Records waiting in quarantine are parsed again too,
+    and stored if they now parse.
+    """
+    from tracker.relabel import relabel_all
+
+    with errors():
+        settings = settings_for(db, rules=rules)
+        engine = open_db(settings)
+        result = relabel_all(engine, settings)
+        typer.echo(result.line())
+
+
+@app.command()
+def evaluate(
+    path: Annotated[str | None, typer.Argument(
+        help="A labelled JSONL set (default: the shipped evaluation set).",
+        show_default=False)] = None,
+    rules: Annotated[str | None, typer.Option(
+        "--rules", help="A rules file to evaluate instead of the shipped one.",
+        show_default=False)] = None,
+) -> None:
+    """Measure the classifier on a hand-labelled set: precision, recall, F1, phase confusion.
+
+    Exits 1 when a figure falls below its bar.
+    """
+    from tracker.classify import load_rules
+    from tracker.evaluation import evaluate as run_evaluation
+    from tracker.evaluation import render_report
+
+    with errors():
+        try:
+            report = run_evaluation(Path(path) if path else None, load_rules(rules))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{exc}; the shipped set lives in tests/eval of a source "
+                              "checkout, or pass a JSONL path") from None
+        typer.echo(render_report(report))
+        if report.failures():
+            raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

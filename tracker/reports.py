@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from db.models import (
     FetchRun,
+    RecordLabel,
     Publication,
     PublicationSource,
     PublicationTrial,
@@ -31,7 +32,7 @@ from db.models import (
 )
 from db.upsert import decompress
 from tracker.errors import ConfigError, NotFoundError
-from tracker.taxonomy import PHASES, STATUSES
+from tracker.taxonomy import CELL_SOURCES, CONDITION_GROUPS, ORIGINS, PHASES, PRODUCTS, STATUSES
 
 S = Study.__table__
 RUN = FetchRun.__table__
@@ -43,9 +44,14 @@ class StudyFilter:
 
     since: dt.date | None = None  # registry first-posted date on or after
     last_run: bool = False  # new to this database in its last update
-    conditions: Sequence[str] = ()
+    conditions: Sequence[str] = ()  # registry condition names containing this text
+    groups: Sequence[str] = ()  # condition-group slugs
     phases: Sequence[str] = ()
     statuses: Sequence[str] = ()
+    cell_sources: Sequence[str] = ()
+    origins: Sequence[str] = ()
+    products: Sequence[str] = ()
+    include_irrelevant: bool = False
     registry: str | None = None
 
 
@@ -62,6 +68,19 @@ def _check(values: Sequence[str], valid: Sequence[str], option: str) -> list[str
     return out
 
 
+def _slugs(values: Sequence[str], valid: Sequence[str], option: str) -> list[str]:
+    out = []
+    for v in values:
+        for part in v.split(","):
+            part = part.strip().lower().replace("-", "_").replace(" ", "_")
+            if not part:
+                continue
+            if part not in valid:
+                raise ConfigError(f"{option} {part!r} is not one of: {', '.join(valid)}")
+            out.append(part)
+    return out
+
+
 def make_filter(
     *,
     since: dt.date | None = None,
@@ -69,17 +88,47 @@ def make_filter(
     conditions: Sequence[str] = (),
     phases: Sequence[str] = (),
     statuses: Sequence[str] = (),
+    cell_sources: Sequence[str] = (),
+    origins: Sequence[str] = (),
+    products: Sequence[str] = (),
+    include_irrelevant: bool = False,
 ) -> StudyFilter:
-    """Validate filter values from the CLI; raises ConfigError for an unknown phase or status."""
+    """Validate filter values from the CLI; raises ConfigError for an unknown value.
+
+    A ``--condition`` value that is a condition-group slug (``osteoarthritis``) selects that
+    group; any other text matches registry condition names containing it.
+    """
     if since is not None and last_run:
         raise ConfigError("use either --since or --last-run, not both")
+    words = [c.strip() for v in conditions for c in v.split(",") if c.strip()]
+    groups = [w.lower().replace("-", "_") for w in words
+              if w.lower().replace("-", "_") in CONDITION_GROUPS]
     return StudyFilter(
         since=since,
         last_run=last_run,
-        conditions=[c.strip() for v in conditions for c in v.split(",") if c.strip()],
+        conditions=[w for w in words if w.lower().replace("-", "_") not in CONDITION_GROUPS],
+        groups=groups,
         phases=_check(phases, PHASES, "--phase"),
         statuses=_check(statuses, STATUSES, "--status"),
+        cell_sources=_slugs(cell_sources, CELL_SOURCES, "--cell-source"),
+        origins=_slugs(origins, ORIGINS, "--origin"),
+        products=_slugs(products, PRODUCTS, "--product"),
+        include_irrelevant=include_irrelevant,
     )
+
+
+def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
+    """EXISTS clauses on record_label for the label filters, and the relevance filter."""
+    lab = RecordLabel.__table__
+    clauses: list[Any] = []
+    for family, values in (("condition_group", flt.groups), ("cell_source", flt.cell_sources),
+                           ("origin", flt.origins), ("product", flt.products)):
+        if values:
+            clauses.append(exists().where(lab.c.kind == kind, lab.c.record_id == table.c.id,
+                                          lab.c.family == family, lab.c.label.in_(values)))
+    if not flt.include_irrelevant:
+        clauses.append(or_(table.c.msc_relevant.is_(None), table.c.msc_relevant.is_(True)))
+    return clauses
 
 
 def last_run_threshold(conn: Connection) -> int | None:
@@ -113,6 +162,7 @@ def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
         clauses.append(S.c.status.in_(flt.statuses))
     if flt.registry:
         clauses.append(S.c.registry == flt.registry)
+    clauses += _label_clauses(S, "study", flt)
     if flt.conditions:
         c = StudyCondition.__table__
         alternatives = [func.lower(c.c.name).contains(term.lower(), autoescape=True)
@@ -130,9 +180,10 @@ def _iso(value: Any) -> Any:
 
 
 LIST_COLUMNS = (
-    "registry", "registry_id", "title", "phase", "status", "conditions", "study_type",
-    "enrollment", "sponsor", "first_posted", "last_update_posted", "start_date",
-    "completion_date", "has_results", "first_seen_at", "last_changed_at", "url",
+    "registry", "registry_id", "title", "phase", "status", "conditions", "msc_relevant",
+    "condition_groups", "cell_sources", "origins", "products", "study_type", "enrollment",
+    "sponsor", "first_posted", "last_update_posted", "start_date", "completion_date",
+    "has_results", "first_seen_at", "last_changed_at", "url",
 )
 
 
@@ -161,9 +212,19 @@ class Report:
     papers: list[dict[str, Any]] = field(default_factory=list)
 
 
+UNCLASSIFIED = "(not classified)"
+
+
 def group_keys(study: dict[str, Any]) -> list[str]:
-    """The rows a study is counted in: its conditions as the registry names them."""
-    return sorted({c for c in study.get("conditions") or []}) or ["(no condition)"]
+    """The rows a study is counted in: its condition groups (each study once per group)."""
+    return list(dict.fromkeys(study.get("condition_groups") or [])) or [UNCLASSIFIED]
+
+
+def _group_order(group: str) -> tuple[int, str]:
+    """Chronic-pain groups first, then the other TAXONOMY groups, then user-defined ones."""
+    if group in CONDITION_GROUPS:
+        return CONDITION_GROUPS.index(group), group
+    return len(CONDITION_GROUPS) + (1 if group == UNCLASSIFIED else 0), group
 
 
 def build_report(conn: Connection, flt: StudyFilter) -> Report:
@@ -175,7 +236,7 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
         for g in group_keys(s):
             counts[(g, s["phase"])] += 1
             totals[g] += 1
-    groups = sorted(totals, key=lambda g: (-totals[g], g))
+    groups = sorted(totals, key=_group_order)
     phases = [p for p in PHASES if any(k[1] == p for k in counts)]
     if flt.last_run:
         title = "New in the last update"
@@ -183,7 +244,8 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
         title = f"New since {flt.since.isoformat()}"
     else:
         title = "All studies"
-    papers = query_papers(conn, PaperFilter(since=flt.since, last_run=flt.last_run))
+    papers = query_papers(conn, PaperFilter(
+        since=flt.since, last_run=flt.last_run, labels=flt))
     return Report(title, studies, groups, phases, dict(counts), totals, papers)
 
 
@@ -229,7 +291,8 @@ SEC = StudySecondaryId.__table__
 
 PAPER_COLUMNS = (
     "pmid", "pmcid", "doi", "title", "journal", "pub_date", "publication_types", "is_preprint",
-    "deleted", "phase", "index_date", "sources", "trial_ids", "first_seen_at", "url",
+    "deleted", "phase", "msc_relevant", "condition_groups", "cell_sources", "origins",
+    "products", "index_date", "sources", "trial_ids", "first_seen_at", "url",
 )
 
 
@@ -240,6 +303,7 @@ class PaperFilter:
     since: dt.date | None = None  # first indexed (PubMed Entrez date / Europe PMC) on or after
     last_run: bool = False
     include_deleted: bool = False
+    labels: StudyFilter | None = None  # label filters (groups, phases, sources, relevance)
 
 
 def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
@@ -254,6 +318,10 @@ def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
             clauses.append(P.c.first_seen_run_id > threshold)
     if not flt.include_deleted:
         clauses.append(P.c.deleted.is_(False))
+    labels = flt.labels or StudyFilter()
+    clauses += _label_clauses(P, "publication", labels)
+    if labels.phases:
+        clauses.append(P.c.phase.in_(labels.phases))
     cols = [P.c.id] + [P.c[c] for c in PAPER_COLUMNS if c != "trial_ids"]
     rows = conn.execute(
         select(*cols).where(*clauses).order_by(P.c.index_date.desc(), P.c.id.desc())

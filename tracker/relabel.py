@@ -1,0 +1,124 @@
+"""``tracker classify``: re-label every stored record from its stored raw record, and retry
+quarantined records, without touching the network."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from lxml import etree
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from db.labels import store_labels
+from db.models import Publication, PublicationSource, Quarantine, Study
+from db.quarantine import release
+from db.upsert import decompress
+from sources import get_source
+from sources.clinicaltrials_gov import parse_study
+from sources.europepmc import parse_result
+from sources.pubmed import _XML_PARSER, parse_element
+from tracker.classify import classify_publication, classify_study, load_rules
+from tracker.config import Settings
+from tracker.errors import ParseError
+from tracker.pipeline import label, store_records
+
+BATCH = 500
+S = Study.__table__
+P = Publication.__table__
+SRC = PublicationSource.__table__
+Q = Quarantine.__table__
+STUDY_PARSERS = {"ctgov": parse_study}
+PAPER_PARSERS = {
+    "pubmed": lambda raw: parse_element(etree.fromstring(raw, _XML_PARSER)),
+    "europepmc": lambda raw: parse_result(orjson.loads(raw)),
+}
+PAPER_PREFERENCE = ("pubmed", "europepmc")  # PubMed's labels win when a paper has both
+
+
+@dataclass
+class RelabelResult:
+    """What ``relabel_all`` did."""
+
+    studies: int = 0
+    papers: int = 0
+    relevance_changed: int = 0
+    quarantine_stored: int = 0
+    quarantine_left: int = 0
+
+    def line(self) -> str:
+        """One-line summary."""
+        return (f"classified {self.studies} studies and {self.papers} papers "
+                f"({self.relevance_changed} changed relevance); quarantine: "
+                f"{self.quarantine_stored} stored, {self.quarantine_left} still failing")
+
+
+def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
+    """Re-label every study and paper with the configured rules; retry the quarantine."""
+    rules = load_rules(settings.rules)
+    out = RelabelResult()
+    last = 0
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(select(S.c.id, S.c.registry, S.c.raw, S.c.msc_relevant).where(
+                S.c.id > last).order_by(S.c.id).limit(BATCH)).all()
+            if not rows:
+                break
+            labelled = []
+            for sid, registry, raw, old in rows:
+                labels = classify_study(STUDY_PARSERS[registry](decompress(raw)), rules)
+                labelled.append((sid, labels))
+                out.relevance_changed += old is not None and old != labels.msc_relevant
+            store_labels(conn, S, "study", labelled, rules.fingerprint)
+            out.studies += len(rows)
+            last = rows[-1][0]
+    last = 0
+    while True:
+        with engine.begin() as conn:
+            pubs = conn.execute(select(P.c.id, P.c.msc_relevant).where(
+                P.c.id > last, P.c.deleted.is_(False)).order_by(P.c.id).limit(BATCH)).all()
+            if not pubs:
+                break
+            ids = [p[0] for p in pubs]
+            raws: dict[int, tuple[str, bytes]] = {}
+            for pid, source, raw in conn.execute(select(
+                    SRC.c.publication_id, SRC.c.source, SRC.c.raw).where(
+                    SRC.c.publication_id.in_(ids))):
+                have = raws.get(pid)
+                if have is None or (PAPER_PREFERENCE.index(source) <
+                                    PAPER_PREFERENCE.index(have[0])):
+                    raws[pid] = (source, raw)
+            labelled = []
+            for pid, old in pubs:
+                if pid not in raws:
+                    continue
+                source, raw = raws[pid]
+                labels = classify_publication(PAPER_PARSERS[source](decompress(raw)), rules)
+                labelled.append((pid, labels))
+                out.relevance_changed += old is not None and old != labels.msc_relevant
+            store_labels(conn, P, "publication", labelled, rules.fingerprint)
+            out.papers += len(labelled)
+            last = ids[-1]
+    _retry_quarantine(engine, settings, rules, out)
+    return out
+
+
+def _retry_quarantine(engine: Engine, settings: Settings, rules: Any, out: RelabelResult) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        rows = conn.execute(select(Q.c.id, Q.c.source, Q.c.record_key, Q.c.raw)).all()
+        for qid, name, key, raw in rows:
+            source = get_source(name, settings)
+            try:
+                record = source.parse(source.item_from_bytes(decompress(raw)))
+            except (ParseError, ValueError) as exc:
+                conn.execute(update(Q).where(Q.c.id == qid).values(
+                    error=str(exc)[:2000], attempts=Q.c.attempts + 1, last_seen_at=now))
+                out.quarantine_left += 1
+                continue
+            label([record], source.kind, rules)
+            store_records(conn, source.kind, [record], None, now)
+            release(conn, name, [key])
+            out.quarantine_stored += 1
