@@ -39,6 +39,12 @@ TRIAL_TYPES = {
 }
 
 
+_LABEL_DEFAULTS: dict[str, Any] = {
+    "msc_relevant": None, "relevance_reason": None, "condition_groups": [], "cell_sources": [],
+    "origins": [], "products": [], "evidence": [], "rules_fingerprint": None,
+}
+
+
 def publication_key(rec: PublicationRecord) -> str:
     """The natural key of the paper a record describes: pmid, else pmcid, else doi, else own id."""
     if rec.pmid:
@@ -173,8 +179,11 @@ def upsert_publications(
     *,
     run_id: int | None = None,
     now: dt.datetime | None = None,
+    known: dict[tuple[str, str], tuple[Any, ...]] | None = None,
 ) -> UpsertResult:
     """Store listing records in the caller's transaction, merging records of one paper.
+
+    ``known`` may carry ``existing_source_hashes`` rows the caller already read.
 
     Counts are per listing record: unchanged when its hash matches the stored one. A deleted
     citation marks its publication deleted (its history stays). Raises ValueError for a record
@@ -190,16 +199,14 @@ def upsert_publications(
     if not latest:
         return result
 
-    stored: dict[tuple[str, str], tuple[int, str]] = {}
+    stored: dict[tuple[str, str], tuple[int, str]] = dict(known or {})
     by_source: dict[str, list[str]] = {}
     for source, sid in latest:
-        by_source.setdefault(source, []).append(sid)
+        if (source, sid) not in stored:
+            by_source.setdefault(source, []).append(sid)
     for source, ids in by_source.items():
-        for chunk in _chunks(ids):
-            stmt = select(SRC.c.source_id, SRC.c.publication_id, SRC.c.content_hash).where(
-                SRC.c.source == source, SRC.c.source_id.in_(chunk))
-            for sid, pid, h in conn.execute(stmt):
-                stored[(source, sid)] = (pid, h)
+        for sid, row in existing_source_hashes(conn, source, ids).items():
+            stored[(source, sid)] = row
 
     todo = []
     for key, rec in latest.items():
@@ -225,31 +232,32 @@ def upsert_publications(
     label_of: dict[int, Any] = {}
     source_rows = []
     link_rows: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []  # inserted in one executemany; ids < 0 until then
     for rec in todo:
         key = (rec.source, rec.source_id)
         row = by_id.get(stored[key][0]) if key in stored else index.match(rec)
         if rec.deleted:
             if row is not None:
-                pending_updates.setdefault(row["id"], {})["deleted"] = True
                 row["deleted"] = True
-                result.changed += 1
-                result.changed_ids.append(row["id"])
+                if row["id"] > 0:
+                    pending_updates.setdefault(row["id"], {})["deleted"] = True
+                    result.changed += 1
+                    result.changed_ids.append(row["id"])
             else:
                 result.unchanged += 1  # a deletion of a paper we never stored
             continue
         if row is None:
-            values = {**_fields(rec), **label_values(rec.labels, rec.rules_fingerprint),
-                      "key": publication_key(rec), "sources": [rec.source],
-                      "deleted": False, "first_seen_at": now, "last_changed_at": now,
-                      "first_seen_run_id": run_id, "last_changed_run_id": run_id}
-            pid = conn.execute(PUB.insert().values(**values)).inserted_primary_key[0]
-            row = {**values, "id": pid}
+            row = {**_fields(rec), **_LABEL_DEFAULTS,
+                   **label_values(rec.labels, rec.rules_fingerprint),
+                   "key": publication_key(rec), "sources": [rec.source],
+                   "deleted": False, "first_seen_at": now, "last_changed_at": now,
+                   "first_seen_run_id": run_id, "last_changed_run_id": run_id,
+                   "id": -len(new_rows) - 1}
+            new_rows.append(row)
             if rec.labels is not None:
-                label_of[pid] = rec.labels
-            by_id[pid] = row
+                label_of[row["id"]] = rec.labels
+            by_id[row["id"]] = row
             index.add(row)
-            result.new += 1
-            result.new_ids.append(pid)
         else:
             changes = _merge(row, rec)
             if rec.labels is not None and (rec.source == AUTHORITATIVE or not row.get(
@@ -259,9 +267,9 @@ def upsert_publications(
             if changes:
                 row.update(changes)
                 index.add(row)
-                upd = pending_updates.setdefault(row["id"], {})
-                upd.update(changes)
-            if key in stored or row["id"] not in result.new_ids:
+                if row["id"] > 0:
+                    pending_updates.setdefault(row["id"], {}).update(changes)
+            if row["id"] > 0:
                 result.changed += 1
                 result.changed_ids.append(row["id"])
         source_rows.append({
@@ -271,6 +279,18 @@ def upsert_publications(
         })
         link_rows += [{"publication_id": row["id"], **link} for link in trial_links(rec)]
 
+    if new_rows:
+        for row in new_rows:
+            row["key"] = publication_key_of(row)
+        stmt = PUB.insert().returning(PUB.c.id, sort_by_parameter_order=True)
+        ids = [r[0] for r in conn.execute(
+            stmt, [{k: v for k, v in row.items() if k != "id"} for row in new_rows])]
+        real = {row["id"]: pid for row, pid in zip(new_rows, ids, strict=True)}
+        for r in (*source_rows, *link_rows):
+            r["publication_id"] = real.get(r["publication_id"], r["publication_id"])
+        label_of = {real.get(k, k): v for k, v in label_of.items()}
+        result.new += len(ids)
+        result.new_ids += ids
     for pid, changes in pending_updates.items():
         row = by_id[pid]
         best = publication_key_of(row)
@@ -295,6 +315,19 @@ def upsert_publications(
                             LINK.c.found_in])
         conn.execute(stmt, link_rows)
     return result
+
+
+def existing_source_hashes(
+    conn: Connection, source: str, source_ids: Sequence[str]
+) -> dict[str, tuple[int, str]]:
+    """Stored (publication_id, content_hash) per source id, for the ids that exist."""
+    out: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(list(source_ids)):
+        stmt = select(SRC.c.source_id, SRC.c.publication_id, SRC.c.content_hash).where(
+            SRC.c.source == source, SRC.c.source_id.in_(chunk))
+        for sid, pid, h in conn.execute(stmt):
+            out[sid] = (pid, h)
+    return out
 
 
 def publication_key_of(row: dict[str, Any]) -> str:

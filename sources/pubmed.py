@@ -855,6 +855,13 @@ class PubMed:
         """Normalise one record element."""
         return parse_element(item)
 
+    def fingerprint(self, item: etree._Element) -> tuple[str, str] | None:
+        """(PMID, content hash) of a record element, so unchanged records skip parsing."""
+        pmid = self.record_id(item)
+        if not pmid:
+            return None
+        return pmid, _content_hash(_serialise(item))
+
     def item_bytes(self, item: etree._Element) -> bytes:
         """The raw bytes of an item, for quarantine."""
         return etree.tostring(item)

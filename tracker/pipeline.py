@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import FetchRun, SourceState
-from db.publications import upsert_publications
+from db.publications import existing_source_hashes, upsert_publications
 from db.quarantine import quarantine_record, release, waiting
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
@@ -106,7 +106,7 @@ def store_records(
     if kind == "study":
         return upsert_studies(conn, records, run_id=run_id, now=now, stored=stored)
     if kind == "publication":
-        return upsert_publications(conn, records, run_id=run_id, now=now)
+        return upsert_publications(conn, records, run_id=run_id, now=now, known=stored)
     raise ValueError(f"no store for records of kind {kind!r}")
 
 
@@ -154,8 +154,9 @@ def ingest_page(
             if fingerprint is not None:
                 prints = [fingerprint(item) for item in batch]
                 keys = [p[0] for p in prints if p]
+                lookup = existing_hashes if source.kind == "study" else existing_source_hashes
                 stored = {(source.name, k): v
-                          for k, v in existing_hashes(conn, source.name, keys).items()}
+                          for k, v in lookup(conn, source.name, keys).items()}
                 todo = []
                 for item, fp in zip(batch, prints, strict=True):
                     old = stored.get((source.name, fp[0])) if fp else None

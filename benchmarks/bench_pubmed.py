@@ -1,0 +1,163 @@
+"""PubMed ingest benchmark: efetch XML through the same parse-and-store path as
+``tracker update``, beside a floor of plain lxml parsing of the same bytes.
+
+    python benchmarks/bench_pubmed.py            # N = 20,000 publications
+    python benchmarks/bench_pubmed.py -n 2000    # a quick look
+
+Pages of 500 articles (the efetch batch ``tracker update`` asks for) are built by cloning the
+real recorded articles of tests/fixtures/pubmed under new PMIDs, DOIs and PMCIDs (so that each
+clone is a distinct paper and nothing merges). Each measurement runs in a fresh process:
+
+* floor:  ``lxml.etree.fromstring`` of each page with the tracker's safe parser settings;
+* load:   ``sources.pubmed.split_efetch`` + ``tracker.pipeline.ingest_page`` (parse every
+          article, classify, compress, merge and store with trial links) into a new database;
+* rerun:  the same pages again (every record unchanged).
+
+Bars (issue 3): at least 1,000 publications/s, and at most 4x the floor's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "pubmed"
+OUT = ROOT / "benchmarks" / "out"
+BATCH = 500
+_ARTICLE = re.compile(rb"<PubmedArticle>.*?</PubmedArticle>", re.S)
+HEAD = (b'<?xml version="1.0" ?>\n<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, '
+        b'1st January 2019//EN" "https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_190101.dtd">\n'
+        b"<PubmedArticleSet>\n")
+
+
+def _templates() -> list[bytes]:
+    out = []
+    for path in sorted(FIXTURES.glob("efetch_*.xml")):
+        out += _ARTICLE.findall(path.read_bytes())
+    return out
+
+
+def _clone(article: bytes, n: int) -> bytes:
+    pmid = str(40_000_000 + n).encode()
+    a = re.sub(rb"(<PMID[^>]*>)\d+(</PMID>)", rb"\g<1>" + pmid + rb"\g<2>", article, count=1)
+    a = re.sub(rb'(<ArticleId IdType="pubmed">)\d+', rb"\g<1>" + pmid, a)
+    a = re.sub(rb'(<ArticleId IdType="doi">)[^<]+', rb"\g<1>10.9999/bench." + pmid, a)
+    a = re.sub(rb'(<ELocationID EIdType="doi"[^>]*>)[^<]+', rb"\g<1>10.9999/bench." + pmid, a)
+    return re.sub(rb'(<ArticleId IdType="pmc">)PMC\d+', rb"\g<1>PMC9" + pmid, a)
+
+
+def generate(n: int, folder: Path) -> int:
+    """Write efetch pages of cloned articles; return the bytes of XML written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    templates = _templates()
+    total = 0
+    for page_no in range((n + BATCH - 1) // BATCH):
+        arts = [_clone(templates[i % len(templates)], i)
+                for i in range(page_no * BATCH, min(n, (page_no + 1) * BATCH))]
+        body = HEAD + b"\n".join(arts) + b"\n</PubmedArticleSet>\n"
+        (folder / f"page{page_no:04d}.xml").write_bytes(body)
+        total += len(body)
+    return total
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_floor(folder: Path) -> dict[str, float]:
+    """Plain lxml parsing of every page."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    elapsed = 0.0
+    for page in sorted(folder.glob("page*.xml")):
+        body = page.read_bytes()
+        t0 = time.perf_counter()
+        etree.fromstring(body, parser)
+        elapsed += time.perf_counter() - t0
+    return {"seconds": elapsed, "peak_mb": _peak_mb()}
+
+
+def run_ingest(folder: Path, db: Path) -> dict[str, float]:
+    """split_efetch + ingest_page, as ``tracker update`` does per efetch batch."""
+    from db.engine import make_engine
+    from db.migrate import ensure_schema
+    from sources.base import Page, Window
+    from sources.pubmed import PubMed, split_efetch
+    from tracker.classify import load_rules
+    from tracker.config import load_settings
+    from tracker.pipeline import RunSummary, ingest_page
+
+    settings = load_settings({"db": str(db)}, env={})
+    engine = make_engine(settings.db_url)
+    ensure_schema(engine)
+    source = PubMed(settings.source("pubmed"))
+    rules = load_rules()
+    summary = RunSummary("pubmed", run_id=1, window=Window(None, dt.date.today()))
+    elapsed = 0.0
+    for page in sorted(folder.glob("page*.xml")):
+        body = page.read_bytes()
+        t0 = time.perf_counter()
+        items = split_efetch(body)
+        ingest_page(engine, source, Page(items=items), 1, summary, rules)
+        elapsed += time.perf_counter() - t0
+    engine.dispose()
+    return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,
+            "unchanged": summary.unchanged, "rejected": summary.rejected}
+
+
+def _child(mode: str, folder: Path, db: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(folder), str(db)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Run the benchmark and print the figures beside the bars."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        mode, folder, db = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+        print(json.dumps(run_floor(folder) if mode == "floor" else run_ingest(folder, db)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=20_000, help="number of publications")
+    n = ap.parse_args().n
+    folder, db = OUT / f"pubmed_{n}", OUT / f"pubmed_{n}.sqlite"
+    shutil.rmtree(folder, ignore_errors=True)
+    for p in OUT.glob(f"pubmed_{n}.sqlite*"):
+        p.unlink()
+    nbytes = generate(n, folder)
+    floor = _child("floor", folder, db)
+    load = _child("ingest", folder, db)
+    rerun = _child("ingest", folder, db)
+    assert load["new"] == n and rerun["unchanged"] == n, (load, rerun)
+    shutil.rmtree(folder, ignore_errors=True)
+    for p in OUT.glob(f"pubmed_{n}.sqlite*"):
+        p.unlink()
+    mb = nbytes / 1e6
+    print(f"N = {n:,} publications, {mb:,.0f} MB of efetch XML")
+    for name, m in (("floor", floor), ("load", load), ("rerun", rerun)):
+        print(f"  {name:6s} {m['seconds']:7.2f} s  {n / m['seconds']:9,.0f} publications/s  "
+              f"{mb / m['seconds']:7.1f} MB/s  peak {m['peak_mb']:5.0f} MB")
+    ratio = load["seconds"] / floor["seconds"]
+    rate = n / load["seconds"]
+    print(f"  load = {ratio:.2f}x floor (bar: <= 4x), {rate:,.0f} publications/s (bar: >= 1,000)")
+    ok = ratio <= 4 and rate >= 1000
+    print("BARS MET" if ok else "BARS NOT MET")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
