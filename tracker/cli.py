@@ -378,6 +378,38 @@ def show(
 
 
 @app.command()
+def status(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    db: DbOpt = None,
+) -> None:
+    """Per source: last run and its outcome, last success, watermark, last error, quarantine;
+    the next scheduled run; database counts.
+
+    Exits 1 when the last run of any enabled source failed, for monitoring checks.
+    """
+    from tracker.render import render_status
+    from tracker.status import collect_status
+
+    with errors():
+        fmt = check_format(fmt, ("table", "json"))
+        settings = settings_for(db)
+        engine = open_db(settings)
+        data = collect_status(engine, settings, _next_run(settings, engine))
+        typer.echo(render_status(data, fmt), nl=False)
+        if not data["healthy"]:
+            raise typer.Exit(1)
+
+
+def _next_run(settings: Settings, engine: Engine) -> Any:
+    """The scheduler's next run, when a scheduler has stored its job in this database."""
+    try:
+        from tracker.scheduler import next_run_time
+    except ImportError:  # pragma: no cover - the scheduler module is part of the package
+        return None
+    return next_run_time(settings, engine)
+
+
+@app.command()
 def classify(
     rules: Annotated[str | None, typer.Option(
         "--rules", help="A rules file to use instead of the configured one.",

@@ -185,3 +185,24 @@ def render_detail(detail: dict[str, Any], fmt: str) -> str:
             cols = list(value[0].keys())
             console.print(_table(value, cols, title=key.replace("_", " ")))
     return buf.getvalue()
+
+
+def render_status(data: dict[str, Any], fmt: str) -> str:
+    """``tracker status`` output: one row per source, then the counts."""
+    if fmt == "json":
+        return to_json(data)
+    console, buf = _console()
+    health = "OK" if data["healthy"] else "FAILING"
+    console.print(Text(f"{data['database']}: {health}", style="bold"))
+    rows = [{
+        "source": s["source"] + ("" if s["enabled"] else " (disabled)"),
+        "last run": f"{s['last_run_outcome'] or 'never'} {s['last_run_started'] or ''}".strip(),
+        "last success": s["last_success"] or "never",
+        "watermark": s["watermark"] or "-",
+        "quarantined": s["quarantined"],
+        "last error": s["last_error"] or "",
+    } for s in data["sources"]]
+    console.print(_table(rows, list(rows[0]) if rows else []))
+    console.print(f"next scheduled run: {data['next_scheduled_run'] or 'no scheduler set up'}")
+    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data["counts"].items()))
+    return buf.getvalue()

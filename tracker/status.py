@@ -1,0 +1,78 @@
+"""``tracker status``: what the nightly job did, per source, and what the database holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from db.models import FetchRun, Publication, Quarantine, SourceState, Study
+from sources import REGISTRY
+from tracker.config import Settings
+
+RUN = FetchRun.__table__
+STATE = SourceState.__table__
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | None = None) -> dict[str, Any]:
+    """Per-source run state and database counts, JSON-ready.
+
+    ``healthy`` is False when the last run of any enabled source failed (or never finished).
+    """
+    sources = []
+    healthy = True
+    with engine.connect() as conn:
+        for name in REGISTRY:
+            enabled = settings.source(name).enabled
+            state = conn.execute(select(STATE).where(STATE.c.source == name)).mappings().first()
+            last = conn.execute(select(RUN).where(RUN.c.source == name).order_by(
+                RUN.c.id.desc()).limit(1)).mappings().first()
+            last_ok = conn.execute(select(RUN.c.finished_at).where(
+                RUN.c.source == name, RUN.c.outcome.in_(("ok", "partial"))).order_by(
+                RUN.c.id.desc()).limit(1)).scalar()
+            last_error = conn.execute(select(RUN.c.error, RUN.c.finished_at).where(
+                RUN.c.source == name, RUN.c.error.is_not(None)).order_by(
+                RUN.c.id.desc()).limit(1)).first()
+            waiting = conn.execute(select(func.count()).select_from(Quarantine.__table__).where(
+                Quarantine.__table__.c.source == name)).scalar_one()
+            outcome = last["outcome"] if last else None
+            if enabled and outcome in ("failed", "running"):
+                healthy = False
+            sources.append({
+                "source": name,
+                "enabled": enabled,
+                "last_run_outcome": outcome,
+                "last_run_started": _iso(last["started_at"]) if last else None,
+                "last_run_counts": {k: last[k] for k in (
+                    "fetched", "new", "changed", "unchanged", "rejected", "requests",
+                    "retries")} if last else None,
+                "last_success": _iso(last_ok),
+                "watermark": _iso(state["watermark"]) if state else None,
+                "last_error": last_error[0] if last_error else None,
+                "last_error_at": _iso(last_error[1]) if last_error else None,
+                "quarantined": waiting,
+            })
+        s, p = Study.__table__, Publication.__table__
+        counts = {
+            "studies": conn.execute(select(func.count()).select_from(s)).scalar_one(),
+            "studies_msc_relevant": conn.execute(select(func.count()).select_from(s).where(
+                s.c.msc_relevant.is_(True))).scalar_one(),
+            "papers": conn.execute(select(func.count()).select_from(p).where(
+                p.c.deleted.is_(False))).scalar_one(),
+            "papers_msc_relevant": conn.execute(select(func.count()).select_from(p).where(
+                p.c.msc_relevant.is_(True), p.c.deleted.is_(False))).scalar_one(),
+            "quarantined": conn.execute(select(func.count()).select_from(
+                Quarantine.__table__)).scalar_one(),
+        }
+    return {"database": settings.db, "healthy": healthy, "next_scheduled_run": _iso(next_run),
+            "sources": sources, "counts": counts}
