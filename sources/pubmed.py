@@ -175,7 +175,7 @@ def _parse_xml(body: bytes, what: str) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         head = body[:80].decode("utf-8", "replace").strip()
         raise PubMedParseError(
-            f"pubmed: {what} body is not well-formed XML ({exc}); starts {head!r}"
+            f"pubmed: {what} body is not well-formed XML ({_squash(str(exc))}); starts {head!r}"
         ) from exc
 
 

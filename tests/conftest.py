@@ -32,6 +32,17 @@ from db.engine import make_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 
 
+FAULT_TABLE = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print the fault-injection table (tests/test_faults.py) at the end of the run."""
+    lines = config.stash.get(FAULT_TABLE, None)
+    if lines:
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No TRACKER_*, NCBI or proxy variables leak in; config and data dirs point at tmp."""

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tracker import __version__
 from tracker.config import Settings, load_settings
-from tracker.errors import ConfigError, StorageError, TrackerError
+from tracker.errors import ConfigError, StorageError, TrackerError, one_line
 
 app = typer.Typer(
     name="tracker",
@@ -117,7 +117,7 @@ def errors() -> Iterator[None]:
     try:
         yield
     except TrackerError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
     except OperationalError as exc:
         typer.echo(f"error: database: {str(exc.orig).splitlines()[0]}; check --db / TRACKER_DB "
@@ -211,6 +211,9 @@ def update(
     since: Annotated[str | None, typer.Option(
         "--since", help="Ask for records updated on or after this date (YYYY-MM-DD) instead "
         "of the watermark.", show_default=False)] = None,
+    wait: Annotated[float | None, typer.Option(
+        "--wait", help="If another update is running, wait up to this many seconds for it "
+        "(default: lock_wait from config, 0 = exit at once).", show_default=False)] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar (default: when stderr is a "
         "terminal).")] = sys.stderr.isatty(),
@@ -221,16 +224,17 @@ def update(
     The first run loads everything; later runs ask only for records updated since the last
     successful run (minus a few days of overlap). Prints one summary line per source.
     """
+    from tracker.lock import update_lock
     from tracker.update import run_update
 
     with errors():
-        settings = settings_for(db)
+        settings = settings_for(db, lock_wait=wait)
         since_date = parse_date(since, "--since")
         if full and since_date:
             raise ConfigError("use either --full or --since, not both")
         names = [s.strip() for s in source.split(",") if s.strip()] if source else None
         engine = open_db(settings, create=True)
-        with _progress_bars(progress) as bars:
+        with update_lock(engine, wait=settings.lock_wait), _progress_bars(progress) as bars:
             summaries = run_update(settings, engine, names=names, full=full, since=since_date,
                                    progress=bars)
         for s in summaries:

@@ -41,7 +41,9 @@ class FetchError(TrackerError):
         """Build the error for a failed response, choosing the subclass from its status."""
         body = response.text.strip().splitlines()
         detail = body[0][:200] if body else response.reason_phrase
-        url = redact(str(response.request.url)) if response.request else "?"
+        # Host and path only: the query string holds the (long) search expression and keys.
+        url = (f"{response.request.url.host}{response.request.url.path}"
+               if response.request else "?")
         klass = ThrottledError if response.status_code in (429, 503) else cls
         hint = (
             "the server is throttling; wait and run again, or lower the rate limit in config"
@@ -79,6 +81,11 @@ class NotFoundError(TrackerError):
 
 
 _SECRET_PARAMS = re.compile(r"((?:api_key|apikey|token|key)=)[^&\s]+", re.IGNORECASE)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(text.split())
 
 
 def redact(text: str) -> str:

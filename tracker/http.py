@@ -138,7 +138,9 @@ class Http:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s: retrying after %s (try %d)", source, exc, state.attempt_number)
+            # INFO, not WARNING: a retry that succeeds is routine; one that does not is
+            # reported once, as the run's error. `tracker -v` shows every retry.
+            log.info("%s: retrying after %s (try %d)", source, exc, state.attempt_number)
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),

@@ -24,7 +24,7 @@ from db.quarantine import quarantine_record, release, waiting
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.classify import classify_publication, classify_study
-from tracker.errors import IncompleteError, ParseError, TrackerError
+from tracker.errors import IncompleteError, ParseError, TrackerError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def run_source(
             )
     except TrackerError as exc:
         summary.outcome = "failed"
-        summary.error = str(exc)
+        summary.error = one_line(str(exc))
         _finish(engine, summary, http, stats_before, advance=False)
         return summary
     except KeyboardInterrupt:

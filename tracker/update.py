@@ -54,9 +54,7 @@ def run_update(
                 engine, source, http, overlap_days=settings.overlap_days, full=full,
                 since=since, progress=progress(name) if progress else None, rules=rules,
             )
-            if summary.error:
-                log.error("%s failed: %s", name, summary.error)
-            summaries.append(summary)
+            summaries.append(summary)  # a failure is reported once, by the caller
     return summaries
 
 

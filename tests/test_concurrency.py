@@ -1,0 +1,151 @@
+"""Concurrency: ``tracker report`` and ``tracker studies`` read while ``tracker update`` writes
+(SQLite WAL), without errors or torn results; a second concurrent update is refused or waits.
+
+All commands are the installed console script in separate processes. The update reads 60
+studies in pages of 5 at 5 requests a second, so it writes for a few seconds; each page is one
+transaction, so a reader must always see a whole number of pages and complete rows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from dbsnapshot import CMD, diff, runs, snapshot, tracker, write_config
+from replay_server import ReplayServer
+from test_crash import N_STUDIES, PAGE, env_for, many_studies
+
+from conftest import wait_for
+from tracker.reports import LIST_COLUMNS
+
+
+def _start_update(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CMD, "update", "--source", "ctgov"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, Any]]) -> None:
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    db = tmp_path / "concurrent.sqlite"
+    with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv:
+        env = env_for(srv, db, cfg, "5")
+        proc = _start_update(env)
+        try:
+            # Readers start once the schema exists and the first page is being fetched.
+            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 1, timeout=30)
+            seen: list[int] = []
+            reads = 0
+            while proc.poll() is None or reads < 2:
+                listed = tracker(["studies", "-f", "json"], env, timeout=60)
+                assert listed.returncode == 0, listed.stderr
+                assert listed.stderr == ""
+                rows = json.loads(listed.stdout)
+                assert isinstance(rows, list)
+                for row in rows:  # every row complete, never half a study
+                    assert set(LIST_COLUMNS) <= set(row), set(LIST_COLUMNS) - set(row)
+                    assert row["registry_id"] and row["title"] and row["url"]
+                ids = [r["registry_id"] for r in rows]
+                assert len(ids) == len(set(ids)), "duplicate rows"
+                assert len(rows) % PAGE == 0, f"torn read: {len(rows)} rows"  # whole pages
+                assert not seen or len(rows) >= seen[-1], "a reader saw rows disappear"
+                seen.append(len(rows))
+
+                rep = tracker(["report", "--since", "2000-01-01", "-f", "json"], env,
+                              timeout=60)
+                assert rep.returncode == 0, rep.stderr
+                assert rep.stderr == ""
+                data = json.loads(rep.stdout)
+                assert isinstance(data, dict) and "total" in data and "studies" in data
+                assert data["total"] == len(data["studies"])
+                assert data["total"] % PAGE == 0 and data["total"] >= seen[-1]
+                reads += 1
+            out, err = _stop(proc)
+        finally:
+            if proc.poll() is None:
+                _stop(proc, 5)
+        assert proc.returncode == 0, err
+        assert out.startswith(f"ctgov: {N_STUDIES} new"), out
+        # The readers really overlapped the writer: they saw it part-way.
+        assert any(0 < n < N_STUDIES for n in seen) or seen[0] < N_STUDIES, seen
+        assert len(snapshot(db)["studies"]) == N_STUDIES
+        assert not srv.errors, srv.errors
+
+
+def test_second_update_is_refused_while_one_runs(
+    tmp_path: Path, studies_json: list[dict[str, Any]]
+) -> None:
+    """Spec: a second concurrent update exits 1 with one line "another update is running".
+
+    Needs ``tracker.lock.update_lock`` wired into ``tracker update`` (cli.py / update.py).
+    """
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    db = tmp_path / "locked.sqlite"
+    with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv, \
+            ReplayServer(ctgov_studies=many_studies(studies_json)) as other:
+        env = env_for(srv, db, cfg, "5")
+        first = _start_update(env)
+        try:
+            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
+            assert first.poll() is None
+            second = tracker(["update", "--source", "ctgov"], env_for(other, db, cfg, "100"))
+            still_running = first.poll() is None
+            out, err = _stop(first)
+        finally:
+            if first.poll() is None:
+                _stop(first, 5)
+        assert still_running, "the first update ended before the second was refused"
+        assert first.returncode == 0, err
+        assert second.returncode == 1, (second.stdout, second.stderr)
+        lines = second.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr
+        assert "another update is running" in lines[0]
+        assert other.requests_for("ctgov") == [], "the refused update fetched anyway"
+        assert len(snapshot(db)["studies"]) == N_STUDIES
+        assert [r["outcome"] for r in runs(db, "ctgov")] == ["ok"]
+
+
+def test_second_update_waits_with_lock_wait(
+    tmp_path: Path, studies_json: list[dict[str, Any]]
+) -> None:
+    """With ``lock_wait``, the second update waits for the first, then runs (and adds nothing)."""
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    db = tmp_path / "waiting.sqlite"
+    with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv, \
+            ReplayServer(ctgov_studies=many_studies(studies_json)) as other:
+        first = _start_update(env_for(srv, db, cfg, "5"))
+        try:
+            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
+            second = _start_update({**env_for(other, db, cfg, "100"), "TRACKER_LOCK_WAIT": "60"})
+            out1, err1 = _stop(first)
+            first_done = time.monotonic()
+            out2, err2 = _stop(second)
+        finally:
+            for p in (first,):
+                if p.poll() is None:
+                    _stop(p, 5)
+        assert first.returncode == 0, err1
+        assert second.returncode == 0, err2
+        assert out1.startswith(f"ctgov: {N_STUDIES} new")
+        # It did not start fetching before the first had finished.
+        fetched = other.requests_for("ctgov")
+        assert fetched and min(r.time for r in fetched) >= first_done - 0.5, \
+            "the second update ran while the first was still writing"
+        # It planned its window after the first finished: an incremental window past the
+        # first run's watermark, in which these (older) studies do not fall.
+        assert out2.startswith("ctgov: 0 new, 0 changed, 0 unchanged"), out2
+        assert "window everything" not in out2, out2
+        assert [r["outcome"] for r in runs(db, "ctgov")] == ["ok", "ok"]
+        base = snapshot(db)
+        assert len(base["studies"]) == N_STUDIES, diff(base, base)

@@ -1,0 +1,485 @@
+"""Fault injection, end to end: for each source and each fault the replay server can inject,
+the real ``tracker update`` (the installed console script, a separate process) either completes
+after retries with the database equal to the fault-free run's, or exits 1 with one line naming
+the source and the fault, the watermark unchanged and nothing stored lost; the next fault-free
+run then ends equal to the fault-free database.
+
+Every source is read in several pages and faults hit a middle page (``on_request=2``; PubMed:
+the second efetch), so "nothing stored lost" covers pages committed earlier in the same run. A
+failing fault is also replayed against a copy of the fault-free database with ``--full`` (the
+watermark exists and every record is stored), where nothing may change at all.
+
+Record-level faults (CT.gov: an unknown enum value, a missing module) do not fail a run: their
+expected database is the baseline with that one record altered or quarantined, stated exactly.
+
+At the end the module prints a table: source x fault, outcome, records lost (must be 0).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbsnapshot import base_env, diff, lost, runs, snapshot, state, tracker, write_config
+from replay_server import (
+    ReplayServer,
+    fixture_dir,
+    load_europepmc_results,
+    load_pubmed_articles,
+)
+
+from conftest import FAULT_TABLE, ctgov_studies
+
+PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8}  # 11 studies, 9 articles, 25 results
+TIMEOUT = 0.6  # client read timeout (s); the server's "timeout" fault sleeps TIMEOUT_SLEEP
+TIMEOUT_SLEEP = 1.5
+MAX_RETRIES = 3
+
+
+def server_data() -> dict[str, Any]:
+    return {
+        "ctgov_studies": ctgov_studies(),
+        "pubmed_articles": load_pubmed_articles(fixture_dir("pubmed")),
+        "europepmc_results": load_europepmc_results(
+            fixture_dir("europepmc") / "search_cancer_core.json"),
+    }
+
+
+def make_env(srv: ReplayServer, db: Path, cfg: Path) -> dict[str, str]:
+    env = {
+        "TRACKER_DB": str(db),
+        "TRACKER_CONFIG": str(cfg),
+        "TRACKER_TIMEOUT": str(TIMEOUT),
+        "TRACKER_MAX_RETRIES": str(MAX_RETRIES),
+        "TRACKER_CONTACT_EMAIL": "tracker-tests@example.org",
+        "TRACKER_CTGOV_URL": srv.ctgov_url,
+        "TRACKER_PUBMED_URL": srv.pubmed_url,
+        "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
+    }
+    for src, size in PAGE_SIZE.items():
+        env[f"TRACKER_{src.upper()}_PAGE_SIZE"] = str(size)
+        env[f"TRACKER_{src.upper()}_RATE_PER_SECOND"] = "100"
+    return base_env(**env)
+
+
+# ------------------------------------------------------------------ cases ----------------
+
+RECOVER, FAIL, RECORD = "recover", "fail", "record"
+TRANSIENT = ("429", "500", "502", "503", "timeout", "reset", "truncated")
+
+
+@dataclass(frozen=True)
+class Case:
+    source: str
+    kind: str
+    expect: str  # recover | fail | record
+    message: str = ""  # regex the one error line must match (after "error: ")
+    on_request: int = 2
+    times: int = 1
+    retry_after: int | None = None
+    path: str | None = None
+    module: str | None = None
+    label: str = ""
+    min_kept: int = 0  # records the failing run must have committed before the fault
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}-{self.label or self.kind}"
+
+    def add_to(self, srv: ReplayServer) -> None:
+        kw: dict[str, Any] = {"on_request": self.on_request, "times": self.times}
+        if self.retry_after is not None:
+            kw["retry_after"] = self.retry_after
+        if self.path:
+            kw["path"] = self.path
+        if self.module:
+            kw["module"] = self.module
+        srv.add_fault(self.source, self.kind, **kw)
+
+
+def _transient(source: str, **kw: Any) -> list[Case]:
+    out = [Case(source, k, RECOVER, **kw) for k in TRANSIENT]
+    out.append(Case(source, "429", RECOVER, retry_after=1, label="429+retry-after", **kw))
+    return out
+
+
+PERSISTENT = {  # fault kind -> what the one error line must say
+    "503": r"HTTP 503 .*throttling",
+    "429": r"HTTP 429 .*throttling",
+    "500": r"HTTP 500 ",
+    "timeout": r"timed out reading",
+    "reset": r"network error .*(ReadError|RemoteProtocolError)",
+}
+
+
+def _persistent(source: str, kinds: tuple[str, ...] = ("503", "timeout"), **kw: Any) -> list[Case]:
+    """The fault on every request: the retry budget runs out and the run fails."""
+    return [Case(source, k, FAIL, rf"^{source}: {PERSISTENT[k]}", times=50,
+                 label=f"{k}-persistent", **kw) for k in kinds]
+
+
+EFETCH2 = {"path": "efetch.fcgi", "on_request": 2}  # PubMed: the second of three efetch pages
+
+CASES: list[Case] = [
+    # ---- ClinicalTrials.gov: 11 studies, 3 pages of 4
+    *_transient("ctgov"),
+    *_persistent("ctgov", tuple(PERSISTENT), min_kept=4),
+    Case("ctgov", "invalid_json", FAIL, r"^ctgov: response is not valid JSON", min_kept=4),
+    Case("ctgov", "html_200", FAIL, r"^ctgov: response is not valid JSON.*'<", min_kept=4),
+    Case("ctgov", "empty_page", RECOVER),
+    Case("ctgov", "bad_token", FAIL, r"^ctgov: HTTP 400 .*token", min_kept=4),
+    Case("ctgov", "count_mismatch", FAIL, r"^ctgov: the API announced 16 records but sent 11",
+         on_request=1, min_kept=11),
+    Case("ctgov", "unknown_enum", RECORD),
+    Case("ctgov", "missing_module", RECORD, module="statusModule",
+         label="missing_module-statusModule"),
+    Case("ctgov", "missing_module", RECORD, module="designModule",
+         label="missing_module-designModule"),
+    Case("ctgov", "missing_module", RECORD, module="identificationModule",
+         label="missing_module-identificationModule"),
+    # ---- PubMed: esearch + 3 efetch pages of 3 (faults on the second efetch unless said)
+    *_transient("pubmed", **EFETCH2),
+    Case("pubmed", "503", RECOVER, on_request=1, path="esearch.fcgi", label="503-esearch"),
+    *_persistent("pubmed", min_kept=3, **EFETCH2),
+    Case("pubmed", "invalid_xml", FAIL, r"^pubmed: .*(XML|xml)", min_kept=3, **EFETCH2),
+    Case("pubmed", "invalid_json", FAIL, r"^pubmed: esearch .*JSON", on_request=1,
+         path="esearch.fcgi", label="invalid_json-esearch"),
+    Case("pubmed", "html_200", FAIL, r"^pubmed: .*(XML|xml|HTML|html)", min_kept=3, **EFETCH2),
+    Case("pubmed", "html_200", FAIL, r"^pubmed: esearch .*(JSON|HTML|html)", on_request=1,
+         path="esearch.fcgi", label="html_200-esearch"),
+    Case("pubmed", "empty_page", FAIL, r"^pubmed: the API announced 9 records but sent 6",
+         min_kept=3, **EFETCH2),
+    Case("pubmed", "empty_page", RECOVER, on_request=1, path="esearch.fcgi",
+         label="empty_page-esearch"),
+    Case("pubmed", "eutils_error", FAIL, r"^pubmed: esearch error: Search Backend failed",
+         on_request=1, path="esearch.fcgi", label="eutils_error-esearch"),
+    Case("pubmed", "eutils_error", FAIL, r"^pubmed: efetch error", min_kept=3, **EFETCH2),
+    Case("pubmed", "count_mismatch", FAIL, r"^pubmed: the API announced 14 records but sent 9",
+         on_request=1, path="esearch.fcgi", min_kept=9, label="count_mismatch-esearch"),
+    Case("pubmed", "count_mismatch", FAIL, r"^pubmed: the API announced 9 records but sent 8",
+         min_kept=8, **EFETCH2),
+    # ---- Europe PMC: 25 results, pages of 8
+    *_transient("europepmc"),
+    *_persistent("europepmc", min_kept=8),
+    Case("europepmc", "invalid_json", FAIL, r"^europepmc: search body is not JSON", min_kept=8),
+    Case("europepmc", "html_200", FAIL, r"^europepmc: search body is not JSON.*'<", min_kept=8),
+    # An empty page ends the cursor chain for the client (API_NOTES 3.5), so the shortfall
+    # against hitCount fails the window; the next run repeats it.
+    Case("europepmc", "empty_page", FAIL, r"^europepmc: the API announced 25 records but sent 8",
+         min_kept=8),
+    Case("europepmc", "count_mismatch", FAIL,
+         r"^europepmc: the API announced 30 records but sent 25", on_request=1, min_kept=25),
+]
+
+# ------------------------------------------------------------------ results table ---------
+
+
+@dataclass
+class Row:
+    source: str
+    fault: str
+    outcome: str
+    lost: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+RESULTS: list[Row] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def results_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Print source x fault, outcome, records lost at the end of the module."""
+    yield
+    if not RESULTS:
+        return
+    w = max(len(r.fault) for r in RESULTS)
+    lines = ["", "fault injection: source x fault -> outcome, records lost",
+             f"{'source':<10} {'fault':<{w}} {'lost':>4}  outcome"]
+    for r in sorted(RESULTS, key=lambda r: (r.source, r.fault)):
+        lost_txt = "?" if r.lost is None else str(r.lost)
+        lines.append(f"{r.source:<10} {r.fault:<{w}} {lost_txt:>4}  {r.outcome}")
+    total = sum(r.lost or 0 for r in RESULTS)
+    unknown = sum(r.lost is None for r in RESULTS)
+    lines.append(f"{len(RESULTS)} cases, records lost in total: {total}"
+                 + (f" ({unknown} cases did not get that far)" if unknown else ""))
+    # Printed by conftest.pytest_terminal_summary, after pytest's own summary.
+    request.config.stash[FAULT_TABLE] = lines
+
+
+# ------------------------------------------------------------------ baseline --------------
+
+
+@dataclass
+class Baseline:
+    db: Path
+    snap: dict[str, Any]
+    requests: int
+    state: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Baseline]:
+    """The fault-free run of each source into its own database, once per module."""
+    root = tmp_path_factory.mktemp("baseline")
+    cfg = write_config(root / "config.toml", backoff_cap=0.2)
+    out = {}
+    with ReplayServer(**server_data(), timeout_sleep=TIMEOUT_SLEEP) as srv:
+        for src in PAGE_SIZE:
+            db = root / f"{src}.sqlite"
+            srv.requests.clear()
+            res = tracker(["update", "--source", src], make_env(srv, db, cfg))
+            assert res.returncode == 0, res.stderr
+            assert res.stderr == "", res.stderr
+            snap = snapshot(db)
+            st = state(db, src)
+            assert st and st["watermark"]
+            assert not srv.errors, srv.errors
+            out[src] = Baseline(db, snap, len(srv.requests_for(src)), st)
+    # The fixtures give several pages per source, and nothing is quarantined.
+    assert len(out["ctgov"].snap["studies"]) == 11 and out["ctgov"].requests == 3
+    assert len(out["pubmed"].snap["publications"]) == 9 and out["pubmed"].requests == 4
+    assert len(out["europepmc"].snap["publications"]) == 25 and out["europepmc"].requests == 4
+    assert all(not b.snap["quarantine"] for b in out.values())
+    return out
+
+
+def copy_db(src: Path, dst: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(src) + suffix)
+        if p.exists():
+            shutil.copy(p, str(dst) + suffix)
+    return dst
+
+
+def error_line(stderr: str, source: str) -> str:
+    """The one ``error: <source>: ...`` line of stderr; return what follows ``error: ``.
+
+    That stderr holds nothing else is checked separately (``noise``), at the end of the test,
+    so that the database checks still run when it fails.
+    """
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one error line:\n{stderr}"
+    assert errors[0].startswith(f"error: {source}: "), errors[0]
+    return errors[0][len("error: "):]
+
+
+def noise(stderr: str) -> list[str]:
+    """Lines of stderr other than the ``error:`` lines (log records, tracebacks)."""
+    return [line[:160] for line in stderr.splitlines() if not line.startswith("error:")]
+
+
+def without(snap: dict[str, Any], study: str) -> dict[str, Any]:
+    out = {**snap, "studies": {k: v for k, v in snap["studies"].items() if k != study}}
+    out["labels"] = [lab for lab in snap["labels"] if lab[1] != study]
+    return out
+
+
+# ------------------------------------------------------------------ running -------------
+# Each case runs 1-3 separate `tracker update` processes; the cases are independent (own server,
+# own database), so they run in a thread pool first and each test then checks its facts.
+
+WORKERS = 4
+
+
+def _proc(res: Any) -> dict[str, Any]:
+    return {"rc": res.returncode, "stdout": res.stdout, "stderr": res.stderr}
+
+
+def execute(case: Case, base: Baseline, tmp: Path) -> dict[str, Any]:
+    """Run one case's processes and collect what happened (no assertions here)."""
+    src = case.source
+    f: dict[str, Any] = {}
+    cfg = write_config(tmp / "config.toml", backoff_cap=0.2)
+    db = tmp / "fault.sqlite"
+    with ReplayServer(**server_data(), timeout_sleep=TIMEOUT_SLEEP) as srv:
+        env = make_env(srv, db, cfg)
+        case.add_to(srv)
+        f["run"] = _proc(tracker(["update", "--source", src], env))
+        f["fired"] = [r for r in srv.requests_for(src) if r.fault]
+        f["last"] = runs(db, src)[-1] if db.exists() else None
+        f["state"] = state(db, src)
+        f["snap"] = snapshot(db)
+        srv.reset_faults()
+        if case.expect == FAIL:
+            # The next fault-free run.
+            f["again"] = _proc(tracker(["update", "--source", src], env))
+            f["again_snap"] = snapshot(db)
+            f["again_last"] = runs(db, src)[-1]
+            # The same fault against a copy of the fault-free database, with --full.
+            seeded = copy_db(base.db, tmp / "seeded.sqlite")
+            case.add_to(srv)
+            f["seeded"] = _proc(tracker(["update", "--source", src, "--full"],
+                                        {**env, "TRACKER_DB": str(seeded)}))
+            f["seeded_state"] = state(seeded, src)
+            f["seeded_snap"] = snapshot(seeded)
+        elif case.expect == RECORD:
+            f["again"] = _proc(tracker(["update", "--source", src, "--full"], env))
+            f["again_snap"] = snapshot(db)
+        f["server_errors"] = list(srv.errors)
+    return f
+
+
+@pytest.fixture(scope="module")
+def facts(request: pytest.FixtureRequest, baselines: dict[str, Baseline],
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every selected case, run in parallel; case id -> facts (or the exception it raised)."""
+    chosen = [item.callspec.params["case"] for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")
+              and "case" in item.callspec.params]
+    root = tmp_path_factory.mktemp("faults")
+
+    def one(i_case: tuple[int, Case]) -> tuple[str, Any]:
+        i, case = i_case
+        tmp = root / f"{i:02d}-{case.id}"
+        tmp.mkdir()
+        try:
+            return case.id, execute(case, baselines[case.source], tmp)
+        except Exception as exc:  # reported by the case's own test
+            return case.id, exc
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return dict(pool.map(one, enumerate(chosen)))
+
+
+# ------------------------------------------------------------------ the test --------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_fault(case: Case, baselines: dict[str, Baseline], facts: dict[str, Any]) -> None:
+    src = case.source
+    base = baselines[src]
+    row = Row(src, case.label or case.kind, "?")
+    RESULTS.append(row)
+    f = facts[case.id]
+    if isinstance(f, Exception):
+        row.outcome = f"harness error: {f!r}"[:90]
+        raise f
+    res, snap, last = f["run"], f["snap"], f["last"]
+    if case.expect != FAIL:  # a failed run simply has not fetched the rest yet
+        row.lost = len(lost(base.snap, snap))
+    assert f["fired"], f"the {case.kind} fault never fired"
+    assert not f["server_errors"], f["server_errors"]
+
+    if case.expect == RECOVER:
+        row.outcome = f"exit {res['rc']}"
+        assert res["rc"] == 0, res["stderr"]
+        assert not [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")]
+        assert snap == base.snap, diff(base.snap, snap)
+        assert last["outcome"] == "ok" and last["error"] is None
+        assert f["state"]["watermark"] == base.state["watermark"]
+        if case.kind in TRANSIENT:
+            assert last["retries"] == len(f["fired"]) == case.times, (last, len(f["fired"]))
+            row.outcome = f"recovered after {last['retries']} retry, exit 0"
+        else:
+            row.outcome = "completed, exit 0"
+
+    elif case.expect == FAIL:
+        row.outcome = f"exit {res['rc']}"
+        assert res["rc"] == 1, (res["stdout"], res["stderr"])
+        message = error_line(res["stderr"], src)
+        row.outcome = f"exit 1: {message[:60]}"
+        assert re.search(case.message, message), message
+        assert res["stdout"].startswith(f"{src}: FAILED, kept "), res["stdout"]
+        # The run log tells the truth; no watermark (the first run failed).
+        assert last["outcome"] == "failed" and last["error"].splitlines()[0] == message
+        assert f["state"] is None
+        # Pages committed before the fault are kept, each exactly as the baseline has it.
+        part = "studies" if src == "ctgov" else "publications"
+        assert len(snap[part]) >= case.min_kept, (len(snap[part]), case.min_kept)
+        assert all(base.snap[part].get(k) == v for k, v in snap[part].items()), \
+            diff({**base.snap, part: {k: base.snap[part].get(k) for k in snap[part]}}, snap)
+        # The next fault-free run ends equal to the fault-free database.
+        row.lost = len(lost(base.snap, f["again_snap"]))
+        again = f["again"]
+        assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+        assert f["again_snap"] == base.snap, diff(base.snap, f["again_snap"])
+        assert f["again_last"]["outcome"] == "ok"
+        # Against a stored database with a watermark: --full with the same fault fails the
+        # same way; the watermark and every stored record stay as they were.
+        seeded = f["seeded"]
+        assert seeded["rc"] == 1, seeded["stderr"]
+        assert re.search(case.message, error_line(seeded["stderr"], src))
+        assert f["seeded_state"] == base.state
+        row.lost = max(row.lost, len(lost(base.snap, f["seeded_snap"])))
+        assert f["seeded_snap"] == base.snap, diff(base.snap, f["seeded_snap"])
+        row.outcome = f"exit 1, then recovered: {message[:60]}"
+        # The requirement: a ONE-line message. Anything else on stderr breaks it.
+        extra = noise(res["stderr"])
+        if extra:
+            row.outcome += f" [+{len(extra)} more stderr lines]"
+        assert "\n" not in last["error"], f"the error message spans lines: {last['error']!r}"
+        assert not extra, f"stderr holds more than the one error line: {extra}"
+
+    else:
+        _record_fault(case, f, base, row)
+
+
+def _record_fault(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> None:
+    """CT.gov record-level faults: the run completes; exactly one record differs."""
+    res, snap, last = f["run"], f["snap"], f["last"]
+    row.outcome = f"exit {res['rc']}"
+    assert res["rc"] == 0, res["stderr"]
+    assert not [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")]
+    # The altered record is the first study of the second page.
+    assert f["fired"][0].get("pageToken")
+    assert f["state"]["watermark"] == base.state["watermark"]
+    changed = [k for k in base.snap["studies"] if snap["studies"].get(k) != base.snap["studies"][k]]
+    assert len(changed) == 1, diff(base.snap, snap)
+    nct = changed[0]
+    got, want = snap["studies"].get(nct), base.snap["studies"][nct]
+    rest_expected, rest = without(base.snap, nct), without(snap, nct)
+
+    if case.kind == "unknown_enum":
+        # Stored, not rejected: the unknown values map to OTHER / UNKNOWN, raw values kept.
+        assert last["outcome"] == "ok" and last["rejected"] == 0
+        assert got is not None
+        assert (got["status"], got["status_raw"]) == ("OTHER", "FUTURE_STATUS")
+        assert (got["phase"], got["phase_raw"]) == ("UNKNOWN", "PHASE5")
+        assert got["content_hash"] != want["content_hash"]
+        same = {k for k in want if k not in ("status", "status_raw", "phase", "phase_raw",
+                                             "content_hash")}
+        assert {k: got[k] for k in same} == {k: want[k] for k in same}
+        row.outcome = "stored as status OTHER / phase UNKNOWN (raw kept), exit 0"
+    elif case.module == "identificationModule":
+        # Cannot be keyed: quarantined under a hash of its bytes, counted as rejected.
+        assert got is None
+        assert last["outcome"] == "partial" and last["rejected"] == 1
+        assert len(snap["quarantine"]) == 1
+        qsrc, qkey = snap["quarantine"][0]
+        assert qsrc == "ctgov" and qkey.startswith("sha:")
+        assert "1 failed" in res["stdout"]
+        rest_expected["quarantine"] = snap["quarantine"]
+        row.outcome = "quarantined (partial, 1 rejected), exit 0"
+    else:
+        # A missing statusModule / designModule: stored with what the record has.
+        assert last["outcome"] == "ok" and last["rejected"] == 0
+        assert got is not None and got["title"] == want["title"]
+        if case.module == "statusModule":
+            assert got["status"] == "UNKNOWN" and got["status_raw"] is None
+            assert got["first_posted"] is None and got["last_update_posted"] is None
+        else:
+            assert got["phase"] == "NOT_APPLICABLE" and got["enrollment"] is None
+        row.outcome = f"stored without {case.module}, exit 0"
+    # Everything else is exactly the baseline.
+    assert rest == rest_expected, diff(rest_expected, rest)
+
+    # Recovery: the altered record is only fetched again by a full re-pull (its registry
+    # update date lies before the incremental window); afterwards it equals the baseline.
+    again, after = f["again"], f["again_snap"]
+    assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+    row.lost = len(lost(base.snap, after))
+    fixed = after["studies"][nct]
+    assert {k: v for k, v in fixed.items() if k != "study_change"} == \
+        {k: v for k, v in want.items() if k != "study_change"}
+    expected = {**base.snap, "studies": {**base.snap["studies"], nct: fixed}}
+    if case.module == "identificationModule":
+        # The quarantined copy had no id, so nothing can ever release it.
+        expected["quarantine"] = after["quarantine"]
+    assert after == expected, diff(expected, after)
+    row.outcome += "; --full rerun restores it"
