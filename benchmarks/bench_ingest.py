@@ -63,7 +63,7 @@ def generate(n: int, folder: Path) -> tuple[int, int]:
     # A deterministic weighted cycle: template i appears round(weight*10) times per cycle.
     cycle = [t for t in templates for _ in range(max(1, round(t[2] * 10)))]
     total_bytes = 0
-    for page_no in range(0, (n + PAGE - 1) // PAGE):
+    for page_no in range((n + PAGE - 1) // PAGE):
         texts = []
         for i in range(page_no * PAGE, min(n, (page_no + 1) * PAGE)):
             raw, nct, _ = cycle[i % len(cycle)]
@@ -111,11 +111,10 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     """The update path: ctgov page parse + pipeline.ingest_page into a tracker database."""
     from db.engine import make_engine
     from db.migrate import ensure_schema
-    from sources.base import Page
+    from sources.base import Page, Window
     from sources.clinicaltrials_gov import ClinicalTrialsGov, parse_page
     from tracker.classify import load_rules
     from tracker.config import load_settings
-    from sources.base import Window
     from tracker.pipeline import RunSummary, ingest_page
 
     settings = load_settings({"db": str(db)}, env={})

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from db.labels import label_values, replace_label_rows
 from db.models import (
     Study,
     StudyChange,
@@ -29,7 +30,6 @@ from db.models import (
     StudyReference,
     StudySecondaryId,
 )
-from db.labels import label_values, replace_label_rows
 from db.records import StudyRecord
 
 STUDY = Study.__table__
@@ -290,5 +290,11 @@ def upsert_studies(
     return result
 
 
-__all__ = ["UpsertResult", "upsert_studies", "existing_hashes", "compress", "decompress",
-           "TRACKED_FIELDS"]
+__all__ = [
+    "TRACKED_FIELDS",
+    "UpsertResult",
+    "compress",
+    "decompress",
+    "existing_hashes",
+    "upsert_studies",
+]

@@ -14,9 +14,9 @@ Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 import hashlib
 import html
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote

@@ -28,9 +28,8 @@ TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"
 sys.path.insert(0, str(TESTS))  # replay_server and helpers import as top-level modules
 
-from db.engine import make_engine  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-
+from db.engine import make_engine
+from db.migrate import upgrade
 
 FAULT_TABLE = pytest.StashKey[list[str]]()
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conftest import wait_for
 from dbsnapshot import CMD, diff, runs, snapshot, tracker, write_config
 from replay_server import ReplayServer
 from test_crash import N_STUDIES, PAGE, env_for, many_studies
 
-from conftest import wait_for
 from tracker.reports import LIST_COLUMNS
 
 

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from dbsnapshot import CMD, base_env, diff, runs, snapshot, state, tracker, write_config
 from replay_server import ReplayServer, clone_study
-
-from conftest import wait_for
 
 N_STUDIES, PAGE = 60, 5
 

@@ -37,7 +37,7 @@ def test_every_command_is_in_the_readme() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    match = re.search(r"## Run the tests\s+```sh\n(.+?)\n```", README, re.S)
+    match = re.search(r"## Run the tests\s+```sh\n(.+?)\n```", README, re.DOTALL)
     assert match, "README has no test command block"
     command = match.group(1).strip()
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from replay_server import ReplayServer, clone_study
 from sqlalchemy import func, select
 from typer.testing import CliRunner

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FAULT_TABLE, ctgov_studies
 from dbsnapshot import base_env, diff, lost, runs, snapshot, state, tracker, write_config
 from replay_server import (
     ReplayServer,
@@ -33,8 +34,6 @@ from replay_server import (
     load_europepmc_results,
     load_pubmed_articles,
 )
-
-from conftest import FAULT_TABLE, ctgov_studies
 
 PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8}  # 11 studies, 9 articles, 25 results
 TIMEOUT = 0.6  # client read timeout (s); the server's "timeout" fault sleeps TIMEOUT_SLEEP

@@ -191,4 +191,4 @@ class Http:
         return response
 
 
-__all__ = ["Http", "HttpStats", "make_client", "parse_retry_after", "ThrottledError", "user_agent"]
+__all__ = ["Http", "HttpStats", "ThrottledError", "make_client", "parse_retry_after", "user_agent"]

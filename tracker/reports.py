@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection
 
 from db.models import (
     FetchRun,
-    RecordLabel,
     Publication,
     PublicationSource,
     PublicationTrial,
+    RecordLabel,
     Study,
     StudyChange,
     StudyCondition,

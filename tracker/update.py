@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+
 import httpx
 from sqlalchemy.engine import Engine
 
@@ -58,4 +59,4 @@ def run_update(
     return summaries
 
 
-__all__ = ["run_update", "enabled_sources"]
+__all__ = ["enabled_sources", "run_update"]

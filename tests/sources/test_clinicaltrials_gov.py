@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import ctgov_studies, load_json, FIXTURES
+from conftest import FIXTURES, ctgov_studies, load_json
 
 from sources.base import Window
 from sources.clinicaltrials_gov import ClinicalTrialsGov, build_params, parse_page, parse_study
