@@ -9,6 +9,7 @@ row so that listing studies needs no join.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -28,7 +29,26 @@ def _fk(target: str) -> Column:  # type: ignore[type-arg]
     return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=True)
 
 
-class Study(SQLModel, table=True):
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_type=JSON, nullable=False,
+                 sa_column_kwargs={"server_default": "[]"})
+
+
+class Labelled(SQLModel):
+    """Classification columns (tracker.classify), shared by studies and publications: filled
+    when a record is stored, redone by ``tracker classify``."""
+
+    msc_relevant: bool | None = Field(default=None, index=True)
+    relevance_reason: str | None = Field(default=None, sa_type=Text)
+    condition_groups: list[str] = _json_list()
+    cell_sources: list[str] = _json_list()
+    origins: list[str] = _json_list()
+    products: list[str] = _json_list()
+    evidence: list[dict[str, str]] = _json_list()
+    rules_fingerprint: str | None = None
+
+
+class Study(Labelled, table=True):
     """One registration, keyed on (registry, registry_id)."""
 
     __tablename__ = "study"
@@ -73,15 +93,6 @@ class Study(SQLModel, table=True):
     last_changed_at: dt.datetime
     first_seen_run_id: int | None = None
     last_changed_run_id: int | None = None
-    # Classification (tracker.classify): filled when stored, redone by `tracker classify`.
-    msc_relevant: bool | None = Field(default=None, index=True)
-    relevance_reason: str | None = Field(default=None, sa_column=Column(Text))
-    condition_groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    cell_sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    products: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    evidence: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    rules_fingerprint: str | None = None
 
 
 class StudyCondition(SQLModel, table=True):
@@ -187,7 +198,7 @@ class FetchRun(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
 
 
-class Publication(SQLModel, table=True):
+class Publication(Labelled, table=True):
     """One paper (or preprint), whichever listings it came from.
 
     ``key`` is ``pmid:N``, else ``pmcid:PMCN``, else ``doi:...`` (lower-case), else the first
@@ -225,15 +236,6 @@ class Publication(SQLModel, table=True):
     last_changed_at: dt.datetime
     first_seen_run_id: int | None = None
     last_changed_run_id: int | None = None
-    # Classification (tracker.classify): filled when stored, redone by `tracker classify`.
-    msc_relevant: bool | None = Field(default=None, index=True)
-    relevance_reason: str | None = Field(default=None, sa_column=Column(Text))
-    condition_groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    cell_sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    products: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    evidence: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
-    rules_fingerprint: str | None = None
 
 
 class PublicationSource(SQLModel, table=True):

@@ -78,18 +78,27 @@ def _md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 STUDY_TABLE_COLUMNS = ("registry_id", "first_posted", "phase", "status", "title")
 
 
-def render_studies(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> str:
-    """A list of studies in ``fmt``; the table shows a short column set, the rest show all."""
+def render_list(
+    rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str],
+    short: Sequence[str] = STUDY_TABLE_COLUMNS, noun: str = "studies",
+) -> str:
+    """A list of records in ``fmt``: JSON and CSV carry ``columns``; the terminal table and
+    markdown show the ``short`` set."""
     if fmt == "json":
         return to_json(list(rows))
     if fmt == "csv":
         return to_csv(rows, columns)
     if fmt == "markdown":
-        return _md_table(rows, STUDY_TABLE_COLUMNS)
+        return _md_table(rows, short)
     console, buf = _console()
-    console.print(_table(rows, STUDY_TABLE_COLUMNS))
-    console.print(f"{len(rows)} studies")
+    console.print(_table(rows, short))
+    console.print(f"{len(rows)} {noun}")
     return buf.getvalue()
+
+
+def render_studies(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> str:
+    """A list of studies in ``fmt``."""
+    return render_list(rows, fmt, columns)
 
 
 def _crosstab_rows(report: Report) -> list[dict[str, Any]]:
@@ -155,16 +164,7 @@ PAPER_TABLE_COLUMNS = ("pmid", "index_date", "phase", "trial_ids", "title")
 
 def render_papers(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]) -> str:
     """A list of papers in ``fmt``."""
-    if fmt == "json":
-        return to_json(list(rows))
-    if fmt == "csv":
-        return to_csv(rows, columns)
-    if fmt == "markdown":
-        return _md_table(rows, PAPER_TABLE_COLUMNS)
-    console, buf = _console()
-    console.print(_table(rows, PAPER_TABLE_COLUMNS))
-    console.print(f"{len(rows)} papers")
-    return buf.getvalue()
+    return render_list(rows, fmt, columns, PAPER_TABLE_COLUMNS, "papers")
 
 
 def render_detail(detail: dict[str, Any], fmt: str) -> str:

@@ -147,15 +147,23 @@ def last_run_threshold(conn: Connection) -> int | None:
     return ids[1] if len(ids) > 1 else None
 
 
-def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
+def _window_clauses(
+    conn: Connection, table: Any, date_column: Any, since: dt.date | None, last_run: bool
+) -> list[Any]:
+    """"New since a date" or "new in the last update" for studies and papers alike."""
     clauses: list[Any] = []
-    if flt.since is not None:
-        clauses.append(S.c.first_posted >= flt.since)
-    if flt.last_run:
+    if since is not None:
+        clauses.append(date_column >= since)
+    if last_run:
         threshold = last_run_threshold(conn)
-        clauses.append(S.c.first_seen_run_id.is_not(None))
+        clauses.append(table.c.first_seen_run_id.is_not(None))
         if threshold is not None:
-            clauses.append(S.c.first_seen_run_id > threshold)
+            clauses.append(table.c.first_seen_run_id > threshold)
+    return clauses
+
+
+def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
+    clauses = _window_clauses(conn, S, S.c.first_posted, flt.since, flt.last_run)
     if flt.phases:
         clauses.append(S.c.phase.in_(flt.phases))
     if flt.statuses:
@@ -171,7 +179,8 @@ def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
     return clauses
 
 
-def _iso(value: Any) -> Any:
+def iso(value: Any) -> Any:
+    """Dates and aware datetimes as ISO strings (UTC, with Z); anything else unchanged."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date):
@@ -194,7 +203,7 @@ def query_studies(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
         S.c.first_posted.desc(), S.c.registry_id
     )
     return [
-        {name: _iso(value) for name, value in zip(LIST_COLUMNS, row, strict=True)}
+        {name: iso(value) for name, value in zip(LIST_COLUMNS, row, strict=True)}
         for row in conn.execute(stmt)
     ]
 
@@ -256,7 +265,7 @@ def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFoundError(f"{registry_id} is not in this database; run `tracker update` or "
                             "check the id (e.g. NCT01234567)")
-    out = {k: _iso(v) for k, v in row.items() if k not in ("raw", "id", "content_hash")}
+    out = {k: iso(v) for k, v in row.items() if k not in ("raw", "id", "content_hash")}
     sid = row["id"]
 
     def rows(table: Any, *cols: str) -> list[dict[str, Any]]:
@@ -270,7 +279,7 @@ def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
     out["references"] = rows(StudyReference, "pmid", "type", "citation", "retraction_pmids")
     out["papers"] = study_papers(conn, sid, row["registry"], row["registry_id"])
     out["changes"] = [
-        {k: _iso(v) for k, v in r.items()}
+        {k: iso(v) for k, v in r.items()}
         for r in rows(StudyChange, "field", "old_value", "new_value", "changed_at")
     ]
     return out
@@ -308,14 +317,7 @@ class PaperFilter:
 
 def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
     """Papers matching ``flt``, most recently indexed first, with the trial ids they name."""
-    clauses: list[Any] = []
-    if flt.since is not None:
-        clauses.append(P.c.index_date >= flt.since)
-    if flt.last_run:
-        threshold = last_run_threshold(conn)
-        clauses.append(P.c.first_seen_run_id.is_not(None))
-        if threshold is not None:
-            clauses.append(P.c.first_seen_run_id > threshold)
+    clauses = _window_clauses(conn, P, P.c.index_date, flt.since, flt.last_run)
     if not flt.include_deleted:
         clauses.append(P.c.deleted.is_(False))
     labels = flt.labels or StudyFilter()
@@ -337,7 +339,7 @@ def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
                 lst.append(rid)
     out = []
     for r in rows:
-        d = {c: _iso(r[c]) for c in PAPER_COLUMNS if c != "trial_ids"}
+        d = {c: iso(r[c]) for c in PAPER_COLUMNS if c != "trial_ids"}
         d["trial_ids"] = trial_ids.get(r["id"], [])
         out.append(d)
     return out
@@ -400,7 +402,7 @@ def paper_detail(conn: Connection, ref: str) -> dict[str, Any]:
     """A paper, its listings, and the trials it is linked to with link type and evidence."""
     row = find_paper(conn, ref)
     pid = row["id"]
-    out = {k: _iso(v) for k, v in row.items() if k not in ("id",)}
+    out = {k: iso(v) for k, v in row.items() if k not in ("id",)}
     src = PublicationSource.__table__
     out["listings"] = [dict(r._mapping) for r in conn.execute(
         select(src.c.source, src.c.source_id).where(src.c.publication_id == pid))]

@@ -24,7 +24,7 @@ storing; that page is committed, the run is recorded as failed ("interrupted bef
 was complete"), the watermark does not move, so the next run repeats the window. Then
 ``shutdown(wait=True)`` waits for that and the process exits with status 0.
 
-The job row holds the database location (``db``) as given; if that is a PostgreSQL URL with a
+The job row holds the database location (``db``, as a URL); if that is a PostgreSQL URL with a
 password, the password is stored in the row too - prefer PGPASSWORD or ~/.pgpass.
 """
 
@@ -189,7 +189,8 @@ def build_scheduler(
     if trigger is None:
         trigger = cron_trigger(settings.schedule, tz)
     if job_kwargs is None:
-        job_kwargs = {"db": settings.db, "config": settings.config_file}
+        # db_url, not db: a relative SQLite path would depend on the working directory.
+        job_kwargs = {"db": settings.db_url, "config": settings.config_file}
     store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
     scheduler = TrackerScheduler(
         max_sleep=max_sleep,

@@ -11,17 +11,10 @@ from sqlalchemy.engine import Engine
 from db.models import FetchRun, Publication, Quarantine, SourceState, Study
 from sources import REGISTRY
 from tracker.config import Settings
+from tracker.reports import iso
 
 RUN = FetchRun.__table__
 STATE = SourceState.__table__
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
 
 
 def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | None = None) -> dict[str, Any]:
@@ -52,14 +45,14 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
                 "source": name,
                 "enabled": enabled,
                 "last_run_outcome": outcome,
-                "last_run_started": _iso(last["started_at"]) if last else None,
+                "last_run_started": iso(last["started_at"]) if last else None,
                 "last_run_counts": {k: last[k] for k in (
                     "fetched", "new", "changed", "unchanged", "rejected", "requests",
                     "retries")} if last else None,
-                "last_success": _iso(last_ok),
-                "watermark": _iso(state["watermark"]) if state else None,
+                "last_success": iso(last_ok),
+                "watermark": iso(state["watermark"]) if state else None,
                 "last_error": last_error[0] if last_error else None,
-                "last_error_at": _iso(last_error[1]) if last_error else None,
+                "last_error_at": iso(last_error[1]) if last_error else None,
                 "quarantined": waiting,
             })
         s, p = Study.__table__, Publication.__table__
@@ -74,5 +67,5 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
             "quarantined": conn.execute(select(func.count()).select_from(
                 Quarantine.__table__)).scalar_one(),
         }
-    return {"database": settings.db, "healthy": healthy, "next_scheduled_run": _iso(next_run),
+    return {"database": settings.db, "healthy": healthy, "next_scheduled_run": iso(next_run),
             "sources": sources, "counts": counts}
