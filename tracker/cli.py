@@ -247,6 +247,23 @@ def update(
 
 
 @app.command()
+def schedule(db: DbOpt = None) -> None:
+    """Run in the foreground and update every enabled source on the configured schedule.
+
+    The schedule is a cron expression in local time (config `schedule`, default "30 2 * * *":
+    02:30 every night). The job lives in the tracker's own database; missed runs (the machine
+    was asleep or off) run once when it is back; two runs never overlap. Ctrl-C or SIGTERM
+    stops it after the page being stored.
+    """
+    from tracker.scheduler import run_scheduler
+
+    with errors():
+        settings = settings_for(db)
+        open_db(settings, create=True)
+        run_scheduler(settings, on_event=typer.echo)
+
+
+@app.command()
 def report(
     since: SinceOpt = None,
     last_run: LastRunOpt = False,

@@ -22,10 +22,20 @@ def run_migrations_online() -> None:
     _run(connection)
 
 
+# Tables the tracker's database holds but Alembic does not manage: APScheduler creates and
+# owns its job store.
+UNMANAGED = {"apscheduler_jobs"}
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    return not (type_ == "table" and name in UNMANAGED)
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite ALTER needs batch mode
         transaction_per_migration=True,
     )
