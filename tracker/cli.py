@@ -102,11 +102,14 @@ def main(
                                                  help="Show the version and exit.")] = None,
 ) -> None:
     """Track new and changed mesenchymal stem cell (MSC) trials from public registries."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from tracker.http import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler],
+                        force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if not verbose:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 

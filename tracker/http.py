@@ -75,6 +75,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class RedactingFilter(logging.Filter):
+    """Strips secrets (``api_key=...``) from every log record; the CLI installs it, because
+    httpx logs each request URL at INFO level and an NCBI key travels in the query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 @dataclass
 class HttpStats:
     """What one run asked of the network."""
