@@ -10,7 +10,8 @@ clone is a distinct paper and nothing merges). Each measurement runs in a fresh 
 
 * floor:  ``lxml.etree.fromstring`` of each page with the tracker's safe parser settings;
 * load:   ``sources.pubmed.split_efetch`` + ``tracker.pipeline.ingest_page`` (parse every
-          article, classify, compress, merge and store with trial links) into a new database;
+          article, classify, compress, merge and store with trial links) into a new database
+          (``--no-classify`` leaves classification out, to show what it costs);
 * rerun:  the same pages again (every record unchanged).
 
 Bars (issue 3): at least 1,000 publications/s, and at most 4x the floor's time.
@@ -102,7 +103,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     engine = make_engine(settings.db_url)
     ensure_schema(engine)
     source = PubMed(settings.source("pubmed"))
-    rules = load_rules()
+    rules = None if os.environ.get("BENCH_NO_CLASSIFY") else load_rules()
     summary = RunSummary("pubmed", run_id=1, window=Window(None, dt.date.today()))
     elapsed = 0.0
     for page in sorted(folder.glob("page*.xml")):
@@ -133,7 +134,12 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=20_000, help="number of publications")
-    n = ap.parse_args().n
+    ap.add_argument("--no-classify", action="store_true",
+                    help="store without classifying (the issue-3 path, before issue 4)")
+    args = ap.parse_args()
+    n = args.n
+    if args.no_classify:
+        os.environ["BENCH_NO_CLASSIFY"] = "1"
     folder, db = OUT / f"pubmed_{n}", OUT / f"pubmed_{n}.sqlite"
     shutil.rmtree(folder, ignore_errors=True)
     for p in OUT.glob(f"pubmed_{n}.sqlite*"):

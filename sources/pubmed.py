@@ -509,7 +509,7 @@ def _url(pmid: str) -> str:
     return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
 
-def _parse_article(el: etree._Element) -> PublicationRecord:
+def _parse_article(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
     citation = pubmed_data = None
     for c in el:
         if c.tag == "MedlineCitation":
@@ -580,7 +580,7 @@ def _parse_article(el: etree._Element) -> PublicationRecord:
             elif tag == "ArticleDate" and article_date is None:
                 article_date = _pub_date(c)
     pub_date = pub_date or article_date
-    raw = _serialise(el)
+    raw = raw or _serialise(el)
     return PublicationRecord(
         source=SOURCE,
         source_id=pmid,
@@ -606,7 +606,7 @@ def _parse_article(el: etree._Element) -> PublicationRecord:
     )
 
 
-def _parse_book(el: etree._Element) -> PublicationRecord:
+def _parse_book(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
     """PubmedBookArticle (a book or a chapter, e.g. GeneReviews) -> record.
 
     Title is the chapter's ArticleTitle, else the BookTitle; a chapter's ``journal`` is its
@@ -666,7 +666,7 @@ def _parse_book(el: etree._Element) -> PublicationRecord:
                 _article_ids(c, ids)
             elif c.tag == "History":
                 index_date = _entrez_date(c)
-    raw = _serialise(el)
+    raw = raw or _serialise(el)
     return PublicationRecord(
         source=SOURCE,
         source_id=pmid,
@@ -734,15 +734,16 @@ def split_efetch(body: bytes) -> list[etree._Element]:
     return items
 
 
-def parse_element(el: etree._Element) -> PublicationRecord:
+def parse_element(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
     """Normalise one element from ``split_efetch`` (article, book, or deleted PMID).
 
-    Raises ``PubMedParseError`` for a record without a PMID.
+    ``raw`` is the element serialised, when the caller already has it. Raises
+    ``PubMedParseError`` for a record without a PMID.
     """
     if el.tag == "PubmedArticle":
-        return _parse_article(el)
+        return _parse_article(el, raw)
     if el.tag == "PubmedBookArticle":
-        return _parse_book(el)
+        return _parse_book(el, raw)
     if el.tag == "PMID":
         return _parse_deletions(_Wrap(el))[0]
     raise PubMedParseError(f"pubmed: unexpected element <{el.tag}> in PubmedArticleSet")
@@ -798,6 +799,7 @@ class PubMed:
         self.email = email or ""
         self.api_key = api_key
         self.ceiling = ceiling
+        self._serialised: dict[str, bytes] = {}
 
     def _identity(self, params: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in params.items() if v != ""}
@@ -853,14 +855,20 @@ class PubMed:
 
     def parse(self, item: etree._Element) -> PublicationRecord:
         """Normalise one record element."""
-        return parse_element(item)
+        pmid = self.record_id(item)
+        return parse_element(item, self._serialised.pop(pmid, None) if pmid else None)
 
     def fingerprint(self, item: etree._Element) -> tuple[str, str] | None:
         """(PMID, content hash) of a record element, so unchanged records skip parsing."""
         pmid = self.record_id(item)
         if not pmid:
             return None
-        return pmid, _content_hash(_serialise(item))
+        raw = _serialise(item)
+        if len(self._serialised) > 5000:  # unchanged items are never parsed; do not pile up
+            self._serialised.clear()
+        # Keyed by PMID (not id(item): lxml proxies are recreated, and ids reused, freely).
+        self._serialised[pmid] = raw
+        return pmid, _content_hash(raw)
 
     def item_bytes(self, item: etree._Element) -> bytes:
         """The raw bytes of an item, for quarantine."""
