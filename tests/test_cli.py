@@ -154,3 +154,10 @@ def test_config_file_env_and_flag_precedence(tmp_path: Path, monkeypatch: pytest
     cfg.write_text('dbb = "typo.sqlite"\n')
     bad = invoke("config")
     assert bad.exit_code == 1 and "unknown key 'dbb'" in bad.stderr
+
+
+@pytest.mark.parametrize(("typed", "phase"), [("2", "PHASE2"), ("phase 3", "PHASE3"),
+                                              ("2/3", "PHASE2_3"), ("na", "NOT_APPLICABLE")])
+def test_phase_aliases(db_path: str, typed: str, phase: str) -> None:
+    rows = json.loads(invoke("studies", "--db", db_path, "-f", "json", "--phase", typed).output)
+    assert rows and {r["phase"] for r in rows} == {phase}

@@ -7,6 +7,7 @@ tables, markdown, CSV or JSON. Every query uses bound parameters.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,11 +56,27 @@ class StudyFilter:
     registry: str | None = None
 
 
+_PHASE_ALIASES = {"NA": "NOT_APPLICABLE", "N/A": "NOT_APPLICABLE", "EARLY1": "EARLY_PHASE1",
+                  "0": "EARLY_PHASE1"}
+
+
+def _phase_alias(value: str) -> str:
+    """Accept what people type: "2" or "phase 2" for PHASE2, "1/2" for PHASE1_2."""
+    v = value.replace(" ", "").replace("/", "_").replace("-", "_")
+    if v in _PHASE_ALIASES:
+        return _PHASE_ALIASES[v]
+    if re.fullmatch(r"[1-4](_[2-4])?", v):
+        return "PHASE" + v
+    return v
+
+
 def _check(values: Sequence[str], valid: Sequence[str], option: str) -> list[str]:
     out = []
     for v in values:
         for part in v.split(","):
             part = part.strip().upper().replace("-", "_")
+            if valid is PHASES:
+                part = _phase_alias(part)
             if not part:
                 continue
             if part not in valid:
