@@ -2,7 +2,7 @@
 
 ``ReplayServer`` is a stdlib ``ThreadingHTTPServer`` bound to 127.0.0.1 on a random free port,
 served from a daemon thread.  It REPLAYS real recorded records (the files in
-``tests/fixtures/{ctgov,pubmed,europepmc}``, copied from ``/work/shared/fixtures``) with the paging
+``tests/fixtures/{ctgov,pubmed,europepmc}``, copied from the shared fixtures) with the paging
 semantics of the real APIs, so end-to-end and fault-injection tests can run the real
 ``tracker update`` code with its base URLs pointed here.  Nothing is invented except the
 envelopes (paging tokens, WebEnv strings, counts) that the real services generate per request.
@@ -226,14 +226,8 @@ _TESTS_DIR = Path(__file__).resolve().parent
 
 
 def fixture_dir(source: str) -> Path:
-    """``tests/fixtures/<source>`` if it exists, else ``/work/shared/fixtures/<source>``."""
-    local = _TESTS_DIR / "fixtures" / source
-    if local.is_dir() and any(local.iterdir()):
-        return local
-    shared = _TESTS_DIR.parent.parent / "shared" / "fixtures" / source
-    if shared.is_dir():
-        return shared
-    return Path("/work/shared/fixtures") / source
+    """``tests/fixtures/<source>``: the project's own copies of the recorded responses."""
+    return _TESTS_DIR / "fixtures" / source
 
 
 def _nct_of(study: dict) -> str | None:

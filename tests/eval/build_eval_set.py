@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    .venv/bin/python tests/eval/build_eval_set.py [--fixtures ../shared/fixtures]
+    .venv/bin/python tests/eval/build_eval_set.py [--fixtures tests/fixtures]
 
 The input fields of every record are copied verbatim from the fixture files (see README.md for
 the provenance of each one); the labels come only from ``labels.txt``, written by hand. This
@@ -215,7 +215,7 @@ def epmc_records(fixtures: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--fixtures", type=Path, default=HERE.parents[2] / "shared" / "fixtures")
+    ap.add_argument("--fixtures", type=Path, default=HERE.parent / "fixtures")
     ap.add_argument("--out", type=Path, default=HERE / "msc_eval.jsonl")
     args = ap.parse_args()
     labels = read_labels(HERE / "labels.txt")
