@@ -169,15 +169,18 @@ class _LabelSet:
     """Compiled matcher for one label family (e.g. all condition groups)."""
 
     __slots__ = (
+        "always_scan",
         "exact",
         "exact_map",
         "excl_mesh",
         "exclude",
+        "first_words",
         "full",
         "labels",
         "mesh",
         "scan",
         "trees",
+        "wild",
     )
 
     def __init__(self, family: str, specs: dict[str, dict[str, Any]], where: str) -> None:
@@ -220,6 +223,27 @@ class _LabelSet:
             ex_ids = _str_list(spec, "exclude_mesh_ids", ctx)
             if ex_ids:
                 self.excl_mesh[label] = frozenset(_norm_mesh_id(x) or x for x in ex_ids)
+        # A term can only match where its first word stands as a word of the text (a one-word
+        # term possibly plural); a field none of whose words is such a first word is skipped
+        # without running the scanner. Custom patterns, and terms whose first word is a
+        # wildcard, cannot be ruled out this way.
+        self.first_words: set[str] = set()
+        wild_prefixes: list[str] = []
+        self.always_scan = any(spec.get("patterns") for spec in specs.values())
+        for term in all_terms:
+            first, _, rest = term.partition(" ")
+            if "*" in first:
+                prefix = first.split("*", 1)[0]
+                if prefix:
+                    wild_prefixes.append(prefix)
+                else:
+                    self.always_scan = True
+            else:
+                self.first_words.add(first)
+                if not rest:
+                    self.first_words.update((first + "s", first + "es"))
+        self.wild = (re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(wild_prefixes))))
+                                + ")") if wild_prefixes else None)
         scan_parts = []
         if all_terms:
             scan_parts.append(_trie_pattern(all_terms) + _PLURAL)
@@ -229,10 +253,18 @@ class _LabelSet:
         self.scan = re.compile(r"\b(?:" + "|".join(scan_parts) + r")\b") if scan_parts else None
         self.exact = _compile_exact(exact_terms)
 
-    def find(self, norm: str, raw: str | None = None) -> list[_Hit]:
+    def may_match(self, words: frozenset[str], norm: str) -> bool:
+        """False when no term of this set can occur in a text with these words."""
+        if self.always_scan or not self.first_words.isdisjoint(words):
+            return True
+        return self.wild is not None and self.wild.search(norm) is not None
+
+    def find(self, norm: str, raw: str | None = None,
+             words: frozenset[str] | None = None) -> list[_Hit]:
         """All label hits in a normalised text (and exact-case hits in ``raw``)."""
         hits: list[_Hit] = []
-        if self.scan is not None and len(norm) > 2:
+        if (self.scan is not None and len(norm) > 2
+                and (words is None or self.may_match(words, norm))):
             for m in self.scan.finditer(norm):
                 matched = m.group(0)
                 s, e = m.span()
@@ -429,12 +461,13 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
 class _Field:
     """One text field of a record, normalised lazily (free-text fields may never be needed)."""
 
-    __slots__ = ("_norm", "free", "name", "raw")
+    __slots__ = ("_norm", "_words", "free", "name", "raw")
 
     def __init__(self, name: str, raw: str, free: bool) -> None:
         self.name = name
         self.raw = raw
         self._norm: str | None = None
+        self._words: frozenset[str] | None = None
         self.free = free  # free text: negation applies
 
     @property
@@ -442,6 +475,13 @@ class _Field:
         if self._norm is None:
             self._norm = _norm_text(self.raw)
         return self._norm
+
+    @property
+    def words(self) -> frozenset[str]:
+        """The field's normalised words, for the label sets' cheap first-word test."""
+        if self._words is None:
+            self._words = frozenset(self.norm.split())
+        return self._words
 
 
 # Product context: an MSC term that names the parent of exosomes/conditioned medium is not a
@@ -551,7 +591,7 @@ def _negated(rules: Rules, f: _Field, hit: _Hit) -> bool:
 
 def _scan(rules: Rules, ls: _LabelSet, fields: list[_Field]) -> Iterator[tuple[_Hit, _Field]]:
     for f in fields:
-        for hit in ls.find(f.norm, f.raw):
+        for hit in ls.find(f.norm, f.raw, f.words):
             if not _negated(rules, f, hit):
                 yield hit, f
 
