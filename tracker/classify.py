@@ -215,7 +215,9 @@ class _LabelSet:
                 self.exact_map.setdefault(t, []).append(label)
             excl = [_norm_term(t) for t in _str_list(spec, "exclude", ctx)]
             if excl:
-                self.exclude[label] = re.compile(r"\b" + _trie_pattern(excl) + _PLURAL + r"\b")
+                # An exclusion phrase may straddle a list separator ("Uterus; Scar").
+                body = _trie_pattern(excl).replace("\\ ", "(?: \\|)? ")
+                self.exclude[label] = re.compile(r"\b" + body + _PLURAL + r"\b")
             for mid in _str_list(spec, "mesh_ids", ctx):
                 self.mesh.setdefault(_norm_mesh_id(mid) or mid, []).append(label)
             for tree in _str_list(spec, "mesh_trees", ctx):
@@ -332,6 +334,7 @@ class Rules:
     named: _LabelSet
     named_info: dict[str, _NamedProduct]
     groups: _LabelSet
+    group_context: _LabelSet  # a group's ``context_terms``: used only when no group matched
     sources: _LabelSet
     origins: _LabelSet
     products: _LabelSet
@@ -445,8 +448,13 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
             "relevance"),
         named=_LabelSet("named_product", named_specs, "named_product"),
         named_info=named_info,
-        groups=_LabelSet("condition_group", {g: groups[g] for g in order if g in groups},
-                         "condition_groups"),
+        groups=_LabelSet("condition_group", {
+            g: {k: v for k, v in groups[g].items() if k != "context_terms"}
+            for g in order if g in groups}, "condition_groups"),
+        group_context=_LabelSet("condition_group", {
+            g: {"terms": groups[g]["context_terms"]}
+            for g in order if g in groups and groups[g].get("context_terms")},
+            "condition_groups"),
         sources=_LabelSet("cell_source", sources, "cell_sources"),
         origins=_LabelSet("origin", origins, "origins"),
         products=_LabelSet("product", products, "products"),
@@ -711,6 +719,10 @@ def _condition_groups(ctx: _Ctx, rules: Rules) -> list[str]:
                                  f"{m.term} ({m.mesh_id})"))
     for label, hit in _first_hits(rules, rules.groups, ctx.group_fields + ctx.titles).items():
         found.setdefault(label, hit)
+    if not found:
+        # Setting terms (e.g. an HSCT context for gvhd) decide only when no indication did:
+        # MSCs for pneumonia after a transplant are a respiratory trial, not a GVHD one.
+        found = _first_hits(rules, rules.group_context, ctx.group_fields + ctx.titles)
     if not found:
         found = _first_hits(rules, rules.groups, ctx.free)
     if not found:
