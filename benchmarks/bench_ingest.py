@@ -115,7 +115,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     from sources.clinicaltrials_gov import ClinicalTrialsGov, parse_page
     from tracker.classify import load_rules
     from tracker.config import load_settings
-    from tracker.pipeline import RunSummary, ingest_page
+    from tracker.pipeline import RunSummary, ingest_page, release_memory
 
     settings = load_settings({"db": str(db)}, env={})
     engine = make_engine(settings.db_url)
@@ -130,6 +130,8 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
         studies, _, _ = parse_page(body)
         del body
         ingest_page(engine, source, Page(items=studies), 1, summary, rules)
+        del studies
+        release_memory()  # as run_source does after each page
         elapsed += time.perf_counter() - t0
     engine.dispose()
     return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,
