@@ -131,7 +131,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
         del body
         ingest_page(engine, source, Page(items=studies), 1, summary, rules)
         del studies
-        release_memory()  # as run_source does after each page
+        release_memory()  # as run_source does after each page of a large-page source
         elapsed += time.perf_counter() - t0
     engine.dispose()
     return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,

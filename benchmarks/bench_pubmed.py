@@ -97,7 +97,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     from sources.pubmed import PubMed, split_efetch
     from tracker.classify import load_rules
     from tracker.config import load_settings
-    from tracker.pipeline import RunSummary, ingest_page, release_memory
+    from tracker.pipeline import RunSummary, ingest_page
 
     settings = load_settings({"db": str(db)}, env={})
     engine = make_engine(settings.db_url)
@@ -112,7 +112,6 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
         items = split_efetch(body)
         ingest_page(engine, source, Page(items=items), 1, summary, rules)
         del items
-        release_memory()  # as run_source does after each page
         elapsed += time.perf_counter() - t0
     engine.dispose()
     return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,

@@ -291,6 +291,9 @@ class ClinicalTrialsGov:
 
     name = NAME
     kind = "study"
+    # A page of 1000 studies is tens of MB of JSON and a parse tape several times that:
+    # the pipeline hands the freed heap back to the OS after each one (release_memory).
+    large_pages = True
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings

@@ -231,7 +231,8 @@ def run_source(
             summary.requests, summary.retries = _http_delta(http, stats_before)
             ingest_page(engine, source, page, run_id, summary, rules)
             del page
-            release_memory()
+            if getattr(source, "large_pages", False):
+                release_memory()
             if progress:
                 progress(summary.fetched, announced)
         if announced is not None and summary.fetched < announced:
