@@ -334,6 +334,11 @@ def _iso_partial(year: str | None, month: str | None, day: str | None) -> str | 
     return f"{y}-{month}"
 
 
+def _date_parts(date_el: etree._Element) -> dict[str, str | None]:
+    """Tag -> text of a date element's children (Year, Month, Day, Season, MedlineDate)."""
+    return {c.tag: c.text for c in date_el if isinstance(c.tag, str)}
+
+
 def _pub_date(date_el: etree._Element | None) -> str | None:
     """PubDate -> ISO partial ("2019", "2019-11", "2019-11-05").
 
@@ -342,19 +347,9 @@ def _pub_date(date_el: etree._Element | None) -> str | None:
     """
     if date_el is None:
         return None
-    year = month = season = day = medline = None
-    for c in date_el:
-        tag = c.tag
-        if tag == "Year":
-            year = c.text
-        elif tag == "Month":
-            month = c.text
-        elif tag == "Day":
-            day = c.text
-        elif tag == "Season":
-            season = c.text
-        elif tag == "MedlineDate":
-            medline = c.text
+    parts = _date_parts(date_el)
+    year, month, day = parts.get("Year"), parts.get("Month"), parts.get("Day")
+    season, medline = parts.get("Season"), parts.get("MedlineDate")
     if year is not None:
         mm = _month(month) or _month(season)
         return _iso_partial(year, mm, day if mm else None)
@@ -370,15 +365,8 @@ def _whole_date(date_el: etree._Element | None) -> dt.date | None:
     """A Year/Month/Day element (DateRevised, PubMedPubDate) as a date; None if incomplete."""
     if date_el is None:
         return None
-    year = month = day = None
-    for c in date_el:
-        tag = c.tag
-        if tag == "Year":
-            year = c.text
-        elif tag == "Month":
-            month = c.text
-        elif tag == "Day":
-            day = c.text
+    parts = _date_parts(date_el)
+    year, month, day = parts.get("Year"), parts.get("Month"), parts.get("Day")
     try:
         return dt.date(int(year or ""), int(_month(month) or ""), int(day or ""))
     except ValueError:
