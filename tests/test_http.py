@@ -13,6 +13,13 @@ from tracker.errors import FetchError, ThrottledError
 from tracker.http import Http, make_client, parse_retry_after
 
 
+# Production URLs, answered by httpx.MockTransport in every test here: nothing is sent.
+CTGOV_URL = "https://clinicaltrials.gov/api/v2/studies"  # mock-served
+ESEARCH_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi"  # mock-served
+EFETCH_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/efetch.fcgi"  # mock-served
+EPMC_URL = "https://www.ebi.ac.uk/europepmc/webservices/rest/search"  # mock-served
+
+
 def _http(handler, sleeps: list[float], **overrides: object) -> Http:  # type: ignore[no-untyped-def]
     settings = load_settings({"db": "x.sqlite", **overrides}, env={})
     client = make_client(settings, transport=httpx.MockTransport(handler))
@@ -25,7 +32,7 @@ def test_retry_after_is_honoured_and_capped() -> None:
                httpx.Response(200, json={"ok": True})]
     sleeps: list[float] = []
     http = _http(lambda request: answers.pop(0), sleeps, backoff_cap=30)
-    assert http.get("ctgov", "https://clinicaltrials.gov/api/v2/studies").json() == {"ok": True}
+    assert http.get("ctgov", CTGOV_URL).json() == {"ok": True}
     assert sleeps == [7.0, 30.0]
     assert (http.stats.requests, http.stats.retries) == (3, 2)
 
@@ -34,7 +41,7 @@ def test_backoff_without_retry_after_grows_with_jitter() -> None:
     sleeps: list[float] = []
     http = _http(lambda request: httpx.Response(502), sleeps, max_retries=3)
     with pytest.raises(FetchError, match="HTTP 502"):
-        http.get("europepmc", "https://www.ebi.ac.uk/europepmc/webservices/rest/search")
+        http.get("europepmc", EPMC_URL)
     assert len(sleeps) == 3 and all(s > 0 for s in sleeps)
     assert sleeps[2] > sleeps[0]
 
@@ -44,7 +51,7 @@ def test_other_4xx_fails_at_once_with_the_servers_message() -> None:
     http = _http(lambda request: httpx.Response(400, text="Invalid Essie expression: AREA[x"),
                  sleeps)
     with pytest.raises(FetchError) as info:
-        http.get("ctgov", "https://clinicaltrials.gov/api/v2/studies", {"query.term": "x"})
+        http.get("ctgov", CTGOV_URL, {"query.term": "x"})
     assert sleeps == [] and "Invalid Essie expression" in str(info.value)
     assert "HTTP 400" in str(info.value)
 
@@ -52,7 +59,7 @@ def test_other_4xx_fails_at_once_with_the_servers_message() -> None:
 def test_persistent_throttling_is_a_throttled_error() -> None:
     http = _http(lambda request: httpx.Response(429), [], max_retries=2)
     with pytest.raises(ThrottledError, match="throttling"):
-        http.get("pubmed", "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi")
+        http.get("pubmed", ESEARCH_URL)
 
 
 def test_api_key_never_reaches_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -62,7 +69,7 @@ def test_api_key_never_reaches_errors_or_logs(caplog: pytest.LogCaptureFixture) 
     http = _http(handler, [], max_retries=1)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(FetchError) as info:
-        http.get("pubmed", "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/efetch.fcgi",
+        http.get("pubmed", EFETCH_URL,
                  {"api_key": "SECRETKEY123", "db": "pubmed"})
     assert "SECRETKEY123" not in str(info.value)
     assert "SECRETKEY123" not in caplog.text
@@ -80,7 +87,7 @@ def test_pubmed_rate_is_3_per_second_and_10_with_a_key() -> None:
 
     http = _http(handler, [])
     for _ in range(7):
-        http.get("pubmed", "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi")
+        http.get("pubmed", ESEARCH_URL)
     # never more than 3 inside any one-second window
     assert all(stamps[i + 3] - stamps[i] >= 0.99 for i in range(len(stamps) - 3))
 
