@@ -170,6 +170,7 @@ class _LabelSet:
 
     __slots__ = (
         "always_scan",
+        "anchors",
         "exact",
         "exact_map",
         "excl_mesh",
@@ -231,7 +232,13 @@ class _LabelSet:
         # wildcard, cannot be ruled out this way.
         self.first_words: set[str] = set()
         wild_prefixes: list[str] = []
-        self.always_scan = any(spec.get("patterns") for spec in specs.values())
+        # Patterns are opaque, but a set whose every pattern-bearing spec lists
+        # ``pattern_anchors`` (literals each of its patterns needs) is scanned only where one
+        # of them occurs.
+        anchored = [spec for spec in specs.values() if spec.get("patterns")]
+        self.always_scan = any(not spec.get("pattern_anchors") for spec in anchored)
+        self.anchors = tuple(a.lower() for spec in anchored
+                             for a in spec.get("pattern_anchors") or ())
         for term in all_terms:
             first, _, rest = term.partition(" ")
             if "*" in first:
@@ -258,6 +265,8 @@ class _LabelSet:
     def may_match(self, words: frozenset[str], norm: str) -> bool:
         """False when no term of this set can occur in a text with these words."""
         if self.always_scan or not self.first_words.isdisjoint(words):
+            return True
+        if any(a in norm for a in self.anchors):
             return True
         return self.wild is not None and self.wild.search(norm) is not None
 
@@ -439,7 +448,8 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
         condition_groups=tuple(order),
         msc=_LabelSet("relevance", {"msc": {
             "terms": rel.get("msc_terms", []), "exact_case": rel.get("exact_case", []),
-            "patterns": rel.get("patterns", []), "mesh_ids": rel.get("mesh_ids", [])}},
+            "patterns": rel.get("patterns", []), "mesh_ids": rel.get("mesh_ids", []),
+            "pattern_anchors": rel.get("pattern_anchors", [])}},
             "relevance"),
         product_terms=_LabelSet("relevance", {"msc_product": {
             "terms": rel.get("product_terms", [])}}, "relevance"),
