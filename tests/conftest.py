@@ -33,6 +33,42 @@ from db.migrate import upgrade
 
 FAULT_TABLE = pytest.StashKey[list[str]]()
 
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _allowed(sock: socket.socket, address: Any) -> bool:
+    if sock.family == getattr(socket, "AF_UNIX", None):
+        return True
+    host = address[0] if isinstance(address, tuple) else str(address)
+    return host in ("127.0.0.1", "::1", "localhost") or str(host).startswith("127.")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _allowed(self, address):
+        raise OSError(f"tests may not reach the network (tried {address!r}); use the replay server")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _allowed(self, address):
+        raise OSError(f"tests may not reach the network (tried {address!r}); use the replay server")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network() -> Iterator[None]:
+    """Every test runs with outbound connections limited to loopback and Unix sockets.
+
+    Registry URLs appear in tests only as data (record ``url`` fields) or behind
+    httpx.MockTransport; this guard makes any real attempt fail loudly instead.
+    """
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """Print the fault-injection table (tests/test_faults.py) at the end of the run."""
