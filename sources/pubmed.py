@@ -31,14 +31,17 @@ from tracker.errors import FetchError, IncompleteError, ParseError, TrackerError
 
 __all__ = [
     "ESearchResult",
+    "EfetchItem",
     "PubMedError",
     "PubMedParseError",
     "PubMedServerError",
     "build_efetch_params",
     "build_esearch_params",
+    "item_from_bytes",
     "parse_efetch",
     "parse_esearch_json",
     "parse_esearch_xml",
+    "parse_item",
 ]
 
 SOURCE = "pubmed"
@@ -497,7 +500,8 @@ def _url(pmid: str) -> str:
     return f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
 
-def _parse_article(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
+def _parse_article(el: etree._Element, raw: bytes | None = None,
+                   content_hash: str | None = None) -> PublicationRecord:
     citation = pubmed_data = None
     for c in el:
         if c.tag == "MedlineCitation":
@@ -574,7 +578,7 @@ def _parse_article(el: etree._Element, raw: bytes | None = None) -> PublicationR
         source_id=pmid,
         title=title or vernacular,
         raw=raw,
-        content_hash=_content_hash(raw),
+        content_hash=content_hash or _content_hash(raw),
         pmid=pmid,
         pmcid=ids.get("pmc"),
         doi=ids.get("doi") or elocation_doi,
@@ -594,7 +598,8 @@ def _parse_article(el: etree._Element, raw: bytes | None = None) -> PublicationR
     )
 
 
-def _parse_book(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
+def _parse_book(el: etree._Element, raw: bytes | None = None,
+                content_hash: str | None = None) -> PublicationRecord:
     """PubmedBookArticle (a book or a chapter, e.g. GeneReviews) -> record.
 
     Title is the chapter's ArticleTitle, else the BookTitle; a chapter's ``journal`` is its
@@ -660,7 +665,7 @@ def _parse_book(el: etree._Element, raw: bytes | None = None) -> PublicationReco
         source_id=pmid,
         title=article_title or book_title,
         raw=raw,
-        content_hash=_content_hash(raw),
+        content_hash=content_hash or _content_hash(raw),
         pmid=pmid,
         pmcid=ids.get("pmc"),
         doi=ids.get("doi") or doi,
@@ -678,23 +683,90 @@ def _parse_book(el: etree._Element, raw: bytes | None = None) -> PublicationReco
     )
 
 
-def _parse_deletions(el: etree._Element) -> list[PublicationRecord]:
-    out = []
-    for pmid_el in el:
-        pmid = (pmid_el.text or "").strip() if pmid_el.tag == "PMID" else ""
-        if pmid:
-            raw = _serialise(pmid_el)
-            out.append(PublicationRecord(
-                source=SOURCE, source_id=pmid, title="", raw=raw, content_hash=_content_hash(raw),
-                pmid=pmid, deleted=True, url=_url(pmid),
-            ))
-    return out
+def _parse_deleted(pmid_el: etree._Element, raw: bytes | None) -> PublicationRecord:
+    pmid = (pmid_el.text or "").strip()
+    if not pmid:
+        raise PubMedParseError("pubmed: DeleteCitation PMID is empty")
+    raw = raw or _serialise(pmid_el)
+    return PublicationRecord(
+        source=SOURCE, source_id=pmid, title="", raw=raw, content_hash=_content_hash(raw),
+        pmid=pmid, deleted=True, url=_url(pmid),
+    )
 
 
-def split_efetch(body: bytes) -> list[etree._Element]:
-    """The record elements of an efetch ``PubmedArticleSet``, one per article, book or deletion.
+@dataclass(slots=True)
+class EfetchItem:
+    """One record of an efetch page: its element, its own bytes as NCBI sent them, its PMID.
 
-    A ``DeleteCitation`` becomes one ``PMID`` element per deleted PMID. Raises
+    ``raw`` is a slice of the response (no re-serialisation: slicing costs a memchr where
+    ``etree.tostring`` costs about as much as parsing); ``content_hash`` is filled on first use.
+    """
+
+    el: etree._Element
+    raw: bytes
+    pmid: str | None
+    content_hash: str | None = None
+
+    @property
+    def hash(self) -> str:
+        """The content hash of ``raw`` (computed once)."""
+        if self.content_hash is None:
+            self.content_hash = _content_hash(self.raw)
+        return self.content_hash
+
+
+def _pmid_of(el: etree._Element) -> str | None:
+    """The PMID of an article, book or deleted-PMID element (the first PMID of its citation)."""
+    if el.tag == "PMID":
+        return (el.text or "").strip() or None
+    for part in el:
+        if part.tag in ("MedlineCitation", "BookDocument"):
+            for c in part:
+                if c.tag == "PMID":
+                    return (c.text or "").strip() or None
+            return None
+    return None
+
+
+class _Slicer:
+    """Finds each record's bytes in an efetch body, in document order, by its tags.
+
+    Record elements never nest and carry no attributes, and text cannot hold a literal ``<``,
+    so ``<PubmedArticle>`` .. ``</PubmedArticle>`` is the record. Each slice is checked against
+    the parsed element's PMID; anything unexpected (another encoding, an attribute, a mismatch)
+    gives None and the caller serialises the element instead.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        head = body[:100].lower()
+        self.body = body if (not head.startswith(b"<?xml") or b"encoding" not in
+                             head.split(b"?>", 1)[0] or b"utf-8" in head) else None
+        self.pos: dict[str, int] = {}
+
+    def take(self, tag: str, pmid: str | None) -> bytes | None:
+        body = self.body
+        if body is None or not pmid:
+            return None
+        opening = f"<{tag}>".encode()
+        start = body.find(opening, self.pos.get(tag, 0))
+        close = f"</{tag}>".encode()
+        end = body.find(close, start) if start >= 0 else -1
+        if end < 0:
+            self.body = None
+            return None
+        end += len(close)
+        self.pos[tag] = end
+        if (body.find(opening, start + 1, end) >= 0  # a stray tag (comment, CDATA) in between
+                or body.find(f">{pmid}</PMID>".encode(), start, min(end, start + 600)) < 0):
+            self.body = None  # out of step with the tree: serialise the rest
+            return None
+        return body[start:end]
+
+
+def split_efetch(body: bytes) -> list[EfetchItem]:
+    """The records of an efetch ``PubmedArticleSet``, one per article, book or deletion.
+
+    A ``DeleteCitation`` becomes one ``PMID`` item per deleted PMID. Raises
     ``PubMedServerError`` when the body carries an ``<ERROR>`` (NCBI reports some errors with
     HTTP 200) and ``PubMedParseError`` when it is not a well-formed ``PubmedArticleSet`` (HTML
     error page, truncated download).
@@ -710,48 +782,58 @@ def split_efetch(body: bytes) -> list[etree._Element]:
         raise PubMedParseError(
             f"pubmed: efetch root element is <{tag}>, expected <PubmedArticleSet>"
         )
-    items: list[etree._Element] = []
+    slicer = _Slicer(body)
+    items: list[EfetchItem] = []
     for child in root:
         tag = child.tag
-        if tag in ("PubmedArticle", "PubmedBookArticle"):
-            items.append(child)
+        if tag == "PubmedArticle" or tag == "PubmedBookArticle":
+            pmid = _pmid_of(child)
+            raw = slicer.take(tag, pmid) or _serialise(child)
+            items.append(EfetchItem(child, raw, pmid))
         elif tag == "DeleteCitation":
-            items.extend(p for p in child if p.tag == "PMID" and (p.text or "").strip())
+            for p in child:
+                if p.tag == "PMID" and (p.text or "").strip():
+                    items.append(EfetchItem(p, _serialise(p), _pmid_of(p)))
         elif tag == "ERROR":
             raise PubMedServerError(f"pubmed: efetch error: {_text(child)}")
     return items
 
 
-def parse_element(el: etree._Element, raw: bytes | None = None) -> PublicationRecord:
-    """Normalise one element from ``split_efetch`` (article, book, or deleted PMID).
+def item_from_bytes(raw: bytes) -> EfetchItem:
+    """An item rebuilt from one record's bytes (a stored raw record, a quarantined one)."""
+    el = _parse_xml(raw, "stored record")
+    return EfetchItem(el, raw, _pmid_of(el))
 
-    ``raw`` is the element serialised, when the caller already has it. Raises
-    ``PubMedParseError`` for a record without a PMID.
+
+def parse_element(el: etree._Element, raw: bytes | None = None,
+                  content_hash: str | None = None) -> PublicationRecord:
+    """Normalise one record element (article, book, or deleted PMID).
+
+    ``raw`` is the record's bytes when the caller has them (else the element is serialised),
+    ``content_hash`` their hash. Raises ``PubMedParseError`` for a record without a PMID.
     """
     if el.tag == "PubmedArticle":
-        return _parse_article(el, raw)
+        return _parse_article(el, raw, content_hash)
     if el.tag == "PubmedBookArticle":
-        return _parse_book(el, raw)
+        return _parse_book(el, raw, content_hash)
     if el.tag == "PMID":
-        return _parse_deletions(_Wrap(el))[0]
+        return _parse_deleted(el, raw)
     raise PubMedParseError(f"pubmed: unexpected element <{el.tag}> in PubmedArticleSet")
 
 
-class _Wrap(list):  # type: ignore[type-arg]
-    """A DeleteCitation holding one PMID, for ``_parse_deletions``."""
-
-    def __init__(self, pmid: etree._Element) -> None:
-        super().__init__([pmid])
+def parse_item(item: EfetchItem) -> PublicationRecord:
+    """Normalise one item from ``split_efetch`` (raises as ``parse_element``)."""
+    return parse_element(item.el, item.raw, item.hash)
 
 
 def parse_efetch(body: bytes) -> list[PublicationRecord]:
     """Parse an efetch ``PubmedArticleSet`` into one record per article, book or deletion.
 
-    Each record's ``raw`` is its own element serialised (so ``content_hash`` changes only when
-    that record changes). ``DeleteCitation/PMID`` entries become ``deleted=True`` records with
-    an empty title. Raises as ``split_efetch`` and ``parse_element`` do.
+    Each record's ``raw`` is its own bytes (so ``content_hash`` changes only when that record
+    changes). ``DeleteCitation/PMID`` entries become ``deleted=True`` records with an empty
+    title. Raises as ``split_efetch`` and ``parse_element`` do.
     """
-    return [parse_element(el) for el in split_efetch(body)]
+    return [parse_item(item) for item in split_efetch(body)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -787,7 +869,6 @@ class PubMed:
         self.email = email or ""
         self.api_key = api_key
         self.ceiling = ceiling
-        self._serialised: dict[str, bytes] = {}
 
     def _identity(self, params: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in params.items() if v != ""}
@@ -841,34 +922,22 @@ class PubMed:
                     items = split_efetch(response.content)
                     yield Page(items=items, total=search.count if retstart == 0 else None)
 
-    def parse(self, item: etree._Element) -> PublicationRecord:
-        """Normalise one record element."""
-        pmid = self.record_id(item)
-        return parse_element(item, self._serialised.pop(pmid, None) if pmid else None)
+    def parse(self, item: EfetchItem) -> PublicationRecord:
+        """Normalise one record."""
+        return parse_item(item)
 
-    def fingerprint(self, item: etree._Element) -> tuple[str, str] | None:
-        """(PMID, content hash) of a record element, so unchanged records skip parsing."""
-        pmid = self.record_id(item)
-        if not pmid:
-            return None
-        raw = _serialise(item)
-        if len(self._serialised) > 5000:  # unchanged items are never parsed; do not pile up
-            self._serialised.clear()
-        # Keyed by PMID (not id(item): lxml proxies are recreated, and ids reused, freely).
-        self._serialised[pmid] = raw
-        return pmid, _content_hash(raw)
+    def fingerprint(self, item: EfetchItem) -> tuple[str, str] | None:
+        """(PMID, content hash) of a record, so unchanged records skip parsing."""
+        return (item.pmid, item.hash) if item.pmid else None
 
-    def item_bytes(self, item: etree._Element) -> bytes:
+    def item_bytes(self, item: EfetchItem) -> bytes:
         """The raw bytes of an item, for quarantine."""
-        return etree.tostring(item)
+        return item.raw
 
-    def item_from_bytes(self, raw: bytes) -> etree._Element:
+    def item_from_bytes(self, raw: bytes) -> EfetchItem:
         """Rebuild an item from quarantined bytes (parsed as safely as any response)."""
-        return _parse_xml(raw, "quarantined record")
+        return item_from_bytes(raw)
 
-    def record_id(self, item: etree._Element) -> str | None:
-        """The PMID of a record element, when it has one."""
-        if item.tag == "PMID":
-            return (item.text or "").strip() or None
-        return (item.findtext("MedlineCitation/PMID") or item.findtext("BookDocument/PMID")
-                or None)
+    def record_id(self, item: EfetchItem) -> str | None:
+        """The PMID of a record, when it has one."""
+        return item.pmid

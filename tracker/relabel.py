@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from lxml import etree
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
@@ -19,7 +18,7 @@ from db.upsert import decompress
 from sources import get_source
 from sources.clinicaltrials_gov import parse_study
 from sources.europepmc import parse_result
-from sources.pubmed import _XML_PARSER, parse_element
+from sources.pubmed import item_from_bytes, parse_item
 from tracker.classify import classify_publication, classify_study, load_rules
 from tracker.config import Settings
 from tracker.errors import ParseError
@@ -32,7 +31,7 @@ SRC = PublicationSource.__table__
 Q = Quarantine.__table__
 STUDY_PARSERS = {"ctgov": parse_study}
 PAPER_PARSERS = {
-    "pubmed": lambda raw: parse_element(etree.fromstring(raw, _XML_PARSER)),
+    "pubmed": lambda raw: parse_item(item_from_bytes(raw)),
     "europepmc": lambda raw: parse_result(orjson.loads(raw)),
 }
 PAPER_PREFERENCE = ("pubmed", "europepmc")  # PubMed's labels win when a paper has both

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -237,6 +238,52 @@ FILE_PMIDS = {
     "crafted_efetch_delete_citation.xml": ["12091962", "9997"],
     "crafted_efetch_medline_date_databank.xml": ["20412080"],
 }
+
+
+@pytest.mark.parametrize("name", EFETCH_FILES)
+def test_split_efetch_raw_is_the_records_own_bytes(name: str) -> None:
+    """Each record's raw is its exact slice of the response, and parses to the same record."""
+    data = body(name)
+    items = pubmed.split_efetch(data)
+    for item in items:
+        if item.el.tag == "PMID":  # a deleted PMID: the element itself, serialised
+            assert item.raw == etree.tostring(item.el, with_tail=False)
+            continue
+        assert item.raw in data and item.raw.startswith(f"<{item.el.tag}>".encode())
+        again = pubmed.parse_item(pubmed.item_from_bytes(item.raw))
+        first = pubmed.parse_item(item)
+        assert again == first and first.pmid == item.pmid
+
+
+def test_split_efetch_slices_each_record_of_a_multi_record_page() -> None:
+    """A page of several records (built from the recorded single-record bodies) gives each
+    record exactly its own bytes, in order."""
+    articles = [a for n in EFETCH_FILES if n.startswith("efetch_")
+                for a in re.findall(rb"<PubmedArticle>.*?</PubmedArticle>", body(n), re.DOTALL)]
+    head = body(EFETCH_FILES[-1]).split(b"<PubmedArticleSet>", 1)[0]
+    page = head + b"<PubmedArticleSet>" + b"\n".join(articles) + b"</PubmedArticleSet>\n"
+    items = pubmed.split_efetch(page)
+    assert len(items) == len(articles) > 3
+    for item, article in zip(items, articles, strict=True):
+        assert item.raw == article
+        assert pubmed.parse_item(item).pmid == item.pmid
+
+
+def test_split_efetch_serialises_when_the_bytes_do_not_line_up() -> None:
+    """A slice whose PMID does not match its element (or a non-UTF-8 body) is not trusted:
+    the element is serialised instead, so a record never carries another record's bytes."""
+    data = body("efetch_pubmed_biopython_pubmed1.xml")
+    first_pmid = pubmed.split_efetch(data)[0].pmid
+    # Derived from the real body: a comment holding a stray start tag before the first record.
+    tampered = data.replace(b"<PubmedArticle>", b"<!-- <PubmedArticle> --><PubmedArticle>", 1)
+    items = pubmed.split_efetch(tampered)
+    assert items[0].pmid == first_pmid
+    assert all(etree.fromstring(i.raw).tag == "PubmedArticle" for i in items)
+    assert [pubmed.parse_item(i).pmid for i in items] == [i.pmid for i in items]
+    latin = data.replace(b'<?xml version="1.0" ?>',
+                         b'<?xml version="1.0" encoding="ISO-8859-1" ?>', 1)
+    assert latin != data
+    assert all(i.raw == etree.tostring(i.el, with_tail=False) for i in pubmed.split_efetch(latin))
 
 
 def test_every_efetch_fixture_is_listed() -> None:
