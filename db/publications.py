@@ -282,9 +282,14 @@ def upsert_publications(
     if new_rows:
         for row in new_rows:
             row["key"] = publication_key_of(row)
-        stmt = PUB.insert().returning(PUB.c.id, sort_by_parameter_order=True)
-        ids = [r[0] for r in conn.execute(
-            stmt, [{k: v for k, v in row.items() if k != "id"} for row in new_rows])]
+        # One executemany, then the ids by key (unique): INSERT .. RETURNING with ordered
+        # results runs row by row on SQLite, which cost more than the rest of the insert.
+        conn.execute(PUB.insert(), [{k: v for k, v in row.items() if k != "id"}
+                                    for row in new_rows])
+        id_of: dict[str, int] = {}
+        for chunk in _chunks([row["key"] for row in new_rows]):
+            id_of.update(conn.execute(select(PUB.c.key, PUB.c.id).where(PUB.c.key.in_(chunk))).all())
+        ids = [id_of[row["key"]] for row in new_rows]
         real = {row["id"]: pid for row, pid in zip(new_rows, ids, strict=True)}
         for r in (*source_rows, *link_rows):
             r["publication_id"] = real.get(r["publication_id"], r["publication_id"])
