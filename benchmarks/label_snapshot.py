@@ -24,11 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sources.clinicaltrials_gov import parse_study  # noqa: E402
-from sources.europepmc import parse_result  # noqa: E402
-from sources.pubmed import parse_efetch  # noqa: E402
-from tracker.classify import classify_publication, classify_study, load_rules  # noqa: E402
-from tracker.evaluation import load_eval_rows, row_to_record  # noqa: E402
+from sources.clinicaltrials_gov import parse_study
+from sources.europepmc import parse_result
+from sources.pubmed import parse_efetch
+from tracker.classify import classify_publication, classify_study, load_rules
+from tracker.evaluation import load_eval_rows, row_to_record
 
 FIX = ROOT / "tests" / "fixtures"
 EVAL = ROOT / "tests" / "eval"
