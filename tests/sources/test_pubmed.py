@@ -244,24 +244,40 @@ FILE_PMIDS = {
 def test_split_efetch_raw_is_the_records_own_bytes(name: str) -> None:
     """Each record's raw is its exact slice of the response, and parses to the same record."""
     data = body(name)
-    items = pubmed.split_efetch(data)
-    for item in items:
-        if item.el.tag == "PMID":  # a deleted PMID: the element itself, serialised
-            assert item.raw == etree.tostring(item.el, with_tail=False)
+    for item in pubmed.split_efetch(data):
+        rec = pubmed.parse_item(item)
+        assert rec.raw == item.raw and rec.content_hash == item.hash and rec.pmid == item.pmid
+        if rec.deleted:  # a deleted PMID: the PMID element itself
+            assert item.raw == f'<PMID Version="1">{rec.pmid}</PMID>'.encode()
             continue
-        assert item.raw in data and item.raw.startswith(f"<{item.el.tag}>".encode())
-        again = pubmed.parse_item(pubmed.item_from_bytes(item.raw))
-        first = pubmed.parse_item(item)
-        assert again == first and first.pmid == item.pmid
+        assert item.raw in data and item.raw.startswith(b"<Pubmed")
+        assert pubmed.parse_item(pubmed.item_from_bytes(item.raw)) == rec
 
 
-def test_split_efetch_slices_each_record_of_a_multi_record_page() -> None:
-    """A page of several records (built from the recorded single-record bodies) gives each
-    record exactly its own bytes, in order."""
+@pytest.mark.parametrize("name", EFETCH_FILES)
+def test_record_at_a_time_and_whole_document_parsing_agree(name: str) -> None:
+    """The fast path (each record parsed from its own bytes) gives exactly the records the
+    general path (the body parsed as one document) gives."""
+    data = body(name)
+    fast = pubmed._split_by_record(data)
+    assert fast is not None, "a plain efetch body takes the record-at-a-time path"
+    whole = pubmed._split_whole(data)
+    assert [(i.raw, i.pmid, i.record, i.hash) for i in fast] == [
+        (i.raw, i.pmid, i.record, i.hash) for i in whole]
+
+
+def _page_of_all_recorded_articles() -> tuple[bytes, list[bytes]]:
+    """One efetch page holding every recorded article (built from the real bodies)."""
     articles = [a for n in EFETCH_FILES if n.startswith("efetch_")
                 for a in re.findall(rb"<PubmedArticle>.*?</PubmedArticle>", body(n), re.DOTALL)]
     head = body(EFETCH_FILES[-1]).split(b"<PubmedArticleSet>", 1)[0]
-    page = head + b"<PubmedArticleSet>" + b"\n".join(articles) + b"</PubmedArticleSet>\n"
+    return head + b"<PubmedArticleSet>" + b"\n".join(articles) + b"</PubmedArticleSet>\n", \
+        articles
+
+
+def test_split_efetch_slices_each_record_of_a_multi_record_page() -> None:
+    """A page of several records gives each record exactly its own bytes, in order."""
+    page, articles = _page_of_all_recorded_articles()
     items = pubmed.split_efetch(page)
     assert len(items) == len(articles) > 3
     for item, article in zip(items, articles, strict=True):
@@ -269,21 +285,35 @@ def test_split_efetch_slices_each_record_of_a_multi_record_page() -> None:
         assert pubmed.parse_item(item).pmid == item.pmid
 
 
-def test_split_efetch_serialises_when_the_bytes_do_not_line_up() -> None:
-    """A slice whose PMID does not match its element (or a non-UTF-8 body) is not trusted:
-    the element is serialised instead, so a record never carries another record's bytes."""
-    data = body("efetch_pubmed_biopython_pubmed1.xml")
-    first_pmid = pubmed.split_efetch(data)[0].pmid
-    # Derived from the real body: a comment holding a stray start tag before the first record.
-    tampered = data.replace(b"<PubmedArticle>", b"<!-- <PubmedArticle> --><PubmedArticle>", 1)
-    items = pubmed.split_efetch(tampered)
-    assert items[0].pmid == first_pmid
-    assert all(etree.fromstring(i.raw).tag == "PubmedArticle" for i in items)
-    assert [pubmed.parse_item(i).pmid for i in items] == [i.pmid for i in items]
-    latin = data.replace(b'<?xml version="1.0" ?>',
-                         b'<?xml version="1.0" encoding="ISO-8859-1" ?>', 1)
-    assert latin != data
-    assert all(i.raw == etree.tostring(i.el, with_tail=False) for i in pubmed.split_efetch(latin))
+@pytest.mark.parametrize("change", [
+    pytest.param((b"<PubmedArticle>", b"<!-- <PubmedArticle> --><PubmedArticle>"), id="comment"),
+    pytest.param((b'<?xml version="1.0" ?>', b'<?xml version="1.0" encoding="ISO-8859-1" ?>'),
+                 id="latin-1"),
+    pytest.param((b"</PubmedArticle>\n<PubmedArticle>", b"</PubmedArticle>\n<X/><PubmedArticle>"),
+                 id="other-element"),
+])
+def test_split_efetch_takes_the_general_path_for_anything_unusual(change) -> None:
+    """Derived from the real bodies: a comment with a stray start tag, a declared non-UTF-8
+    encoding, an unknown element between records. The record-at-a-time path declines; the
+    whole-document path still gives every record, each raw a well-formed element of its own."""
+    page, articles = _page_of_all_recorded_articles()
+    changed = page.replace(change[0], change[1], 1)
+    assert changed != page
+    assert pubmed._split_by_record(changed) is None
+    items = pubmed.split_efetch(changed)
+    assert [i.pmid for i in items] == [i.pmid for i in pubmed.split_efetch(page)]
+    for item in items:
+        assert etree.fromstring(item.raw).tag == "PubmedArticle"
+        assert pubmed.parse_item(item).pmid == item.pmid
+
+
+def test_split_efetch_a_record_that_does_not_parse_alone_fails_the_page() -> None:
+    """Derived from a real body: one record's end tag cut (a damaged download). The general
+    path then reports the body as malformed, as it would have for the page as a whole."""
+    page, _ = _page_of_all_recorded_articles()
+    damaged = page.replace(b"</ArticleTitle>", b"</ArticleTitl>", 1)
+    with pytest.raises(PubMedParseError, match="not well-formed"):
+        pubmed.split_efetch(damaged)
 
 
 def test_every_efetch_fixture_is_listed() -> None:
