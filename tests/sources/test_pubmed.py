@@ -296,7 +296,7 @@ def test_split_efetch_takes_the_general_path_for_anything_unusual(change) -> Non
     """Derived from the real bodies: a comment with a stray start tag, a declared non-UTF-8
     encoding, an unknown element between records. The record-at-a-time path declines; the
     whole-document path still gives every record, each raw a well-formed element of its own."""
-    page, articles = _page_of_all_recorded_articles()
+    page, _ = _page_of_all_recorded_articles()
     changed = page.replace(change[0], change[1], 1)
     assert changed != page
     assert pubmed._split_by_record(changed) is None
