@@ -116,8 +116,19 @@ _SHORT = re.compile(r"NTR[\s:#-]{0,2}[0-9]|NL-OMON|JMA-|SLCTR|PER-[0-9]|RBR-")
 _REACH = 32  # characters an id may extend before and after its anchor
 
 
+# Digits -> "0", everything else -> " ": on ASCII text, ``b"000000" in ...`` then tells at
+# memory speed whether any six-digit run exists (the regex scan costs ~10 ns a character).
+_DIGIT_MASK = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+
+
+def _has_digit_run(text: str) -> bool:
+    if text.isascii():
+        return b"000000" in text.encode().translate(_DIGIT_MASK)
+    return _DIGITS.search(text) is not None
+
+
 def _windows(text: str) -> list[tuple[int, int]]:
-    anchors = [m.span() for m in _DIGITS.finditer(text)]
+    anchors = [m.span() for m in _DIGITS.finditer(text)] if _has_digit_run(text) else []
     if any(p in text for p in _SHORT_PREFIXES):
         anchors = sorted(anchors + [m.span() for m in _SHORT.finditer(text)])
     spans: list[tuple[int, int]] = []
