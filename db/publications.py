@@ -183,7 +183,8 @@ def upsert_publications(
 ) -> UpsertResult:
     """Store listing records in the caller's transaction, merging records of one paper.
 
-    ``known`` may carry ``existing_source_hashes`` rows the caller already read.
+    ``known`` may carry ``existing_source_hashes`` rows the caller already read (None: looked
+    up, not stored).
 
     Counts are per listing record: unchanged when its hash matches the stored one. A deleted
     citation marks its publication deleted (its history stays). Raises ValueError for a record
@@ -207,6 +208,7 @@ def upsert_publications(
     for source, ids in by_source.items():
         for sid, row in existing_source_hashes(conn, source, ids).items():
             stored[(source, sid)] = row
+    stored = {k: v for k, v in stored.items() if v is not None}  # drop "looked up, absent"
 
     todo = []
     for key, rec in latest.items():

@@ -203,8 +203,8 @@ def upsert_studies(
     A record whose content hash equals the stored one is counted unchanged and not written. A
     changed record is updated in place; its tracked fields' old values go to ``study_change``.
     ``stored`` may carry ``existing_hashes`` rows the caller already read, keyed on
-    (registry, registry_id), so they are not read twice. Raises ValueError for a record
-    without a key.
+    (registry, registry_id), so they are not read twice (None: looked up, not stored). Raises
+    ValueError for a record without a key.
     """
     now = now or dt.datetime.now(dt.UTC)
     latest: dict[tuple[str, str], StudyRecord] = {}
@@ -224,6 +224,7 @@ def upsert_studies(
     for registry, ids in by_registry.items():
         for rid, row in existing_hashes(conn, registry, ids).items():
             stored[(registry, rid)] = row
+    stored = {k: v for k, v in stored.items() if v is not None}  # drop "looked up, absent"
 
     to_write: list[StudyRecord] = []
     changes: list[tuple[tuple[str, str], StudyRecord, tuple[Any, ...]]] = []

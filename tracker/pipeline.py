@@ -156,8 +156,9 @@ def ingest_page(
                 prints = [fingerprint(item) for item in batch]
                 keys = [p[0] for p in prints if p]
                 lookup = existing_hashes if source.kind == "study" else existing_source_hashes
-                stored = {(source.name, k): v
-                          for k, v in lookup(conn, source.name, keys).items()}
+                found = lookup(conn, source.name, keys)
+                # None marks a key looked up and absent, so the upsert does not ask again
+                stored = {(source.name, k): found.get(k) for k in keys}
                 todo = []
                 for item, fp in zip(batch, prints, strict=True):
                     old = stored.get((source.name, fp[0])) if fp else None
