@@ -696,12 +696,12 @@ def _parse_deleted(pmid_el: etree._Element, raw: bytes | None) -> PublicationRec
 
 @dataclass(slots=True)
 class EfetchItem:
-    """One record of an efetch page, already normalised.
+    """One record of an efetch page.
 
-    ``raw`` is the record's own bytes as NCBI sent them (a deleted PMID: its ``PMID`` element),
-    ``record`` what ``parse_element`` made of it, or ``error`` why it could not (raised again by
-    ``parse_item``, so the pipeline quarantines that record alone). ``content_hash`` is filled
-    on first use.
+    ``raw`` is the record's own bytes as NCBI sent them (a deleted PMID: its ``PMID`` element).
+    ``record`` is what ``parse_element`` made of it, or ``error`` why it could not (raised by
+    ``parse_item``, so the pipeline quarantines that record alone); both stay None until the
+    record is first parsed. ``content_hash`` is filled on first use.
     """
 
     raw: bytes
@@ -751,16 +751,21 @@ def _items_of(el: etree._Element, raw: bytes) -> list[EfetchItem]:
 
 # Record-at-a-time parsing. A page of 500 articles parsed as one tree is several times the size
 # of any CPU cache: building it, walking it and freeing it each miss the cache. Parsing each
-# record's own bytes keeps its small tree hot from parse to normalisation to free, and costs
-# less than parsing the page whole. The record boundaries are found in the bytes, which is
-# sound for the plain shape efetch sends (a prolog, then records separated by whitespace:
-# record elements never nest, carry no attributes, and text cannot hold a literal "<").
-# Anything else - an <ERROR>, a comment, another encoding, a record that does not parse on
-# its own - goes the general way: the whole body parsed as one document.
+# record's own bytes when the pipeline asks for it keeps its small tree hot from parse to
+# normalisation to free, and a record the pipeline finds unchanged (same hash) is not parsed at
+# all. The record boundaries are found in the bytes, which is sound for the plain shape efetch
+# sends (a prolog, then records separated by whitespace: record elements never nest, carry no
+# attributes, and text cannot hold a literal "<"); a body cut short lacks the closing tag of the
+# set. Anything else - an <ERROR>, a comment, another encoding - goes the general way: the whole
+# body parsed as one document, every record normalised at once. A record whose own bytes are
+# not well-formed fails alone (the pipeline quarantines it), not its page.
 _PROLOG = re.compile(
     rb"\s*(?:<\?xml(?P<decl>[^>]*)\?>)?\s*(?:<!DOCTYPE\s+PubmedArticleSet\b[^\[>]*>)?\s*"
     rb"<PubmedArticleSet>")
 _CLOSE_SET = b"</PubmedArticleSet>"
+# A named entity other than XML's five: defined (or not) by the DTD, which a record parsed alone
+# does not see; such a body goes the general way, which treats it as before.
+_NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);)")
 _RECORD_TAGS = {tag: (f"<{tag}>".encode(), f"</{tag}>".encode())
                 for tag in ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")}
 
@@ -768,7 +773,7 @@ _RECORD_TAGS = {tag: (f"<{tag}>".encode(), f"</{tag}>".encode())
 def _record_slices(body: bytes) -> list[bytes] | None:
     """Each record element's bytes, when the body is a plain set of records; else None."""
     m = _PROLOG.match(body)
-    if m is None:
+    if m is None or _NAMED_ENTITY.search(body) is not None:
         return None
     decl = m.group("decl")
     if decl and b"encoding" in decl and b"utf-8" not in decl.lower():
@@ -796,18 +801,28 @@ def _record_slices(body: bytes) -> list[bytes] | None:
             return None
 
 
+# The PMID a record starts with (MedlineCitation's or BookDocument's first child).
+_LEADING_PMID = re.compile(
+    rb"<(?:PubmedArticle|PubmedBookArticle)>\s*<(?:MedlineCitation|BookDocument)\b[^>]*>\s*"
+    rb"<PMID\b[^>]*>\s*(\d+)\s*</PMID>")
+
+
 def _split_by_record(body: bytes) -> list[EfetchItem] | None:
+    """Items whose records are parsed when first asked for (``parse_item``): a record the
+    pipeline finds unchanged by its hash is never parsed at all."""
     slices = _record_slices(body)
     if slices is None:
         return None
     items: list[EfetchItem] = []
     for raw in slices:
-        try:
-            el = etree.fromstring(raw, _XML_PARSER)
-        except etree.XMLSyntaxError:
-            return None  # let the whole-document parse say what is wrong
-        items += _items_of(el, raw)
-        del el
+        if raw.startswith(b"<DeleteCitation>"):
+            try:
+                items += _items_of(etree.fromstring(raw, _XML_PARSER), raw)
+            except etree.XMLSyntaxError:
+                return None  # let the whole-document parse say what is wrong
+            continue
+        m = _LEADING_PMID.match(raw)
+        items.append(EfetchItem(raw, m.group(1).decode() if m else None))
     return items
 
 
@@ -907,8 +922,20 @@ def parse_element(el: etree._Element, raw: bytes | None = None,
 
 
 def parse_item(item: EfetchItem) -> PublicationRecord:
-    """The record of one item from ``split_efetch``; raises the ``PubMedParseError`` that kept
-    it from being normalised."""
+    """The record of one item from ``split_efetch``, parsed from its own bytes on first use.
+
+    Raises ``PubMedParseError`` when the record is not well-formed XML or lacks a PMID.
+    """
+    if item.record is None and item.error is None:
+        try:
+            el = _parse_xml(item.raw, "record")
+        except PubMedParseError as exc:
+            item.error = exc
+        else:
+            (parsed,) = _items_of(el, item.raw)
+            del el  # free the record's tree while it is still in cache
+            item.record, item.error = parsed.record, parsed.error
+            item.pmid = item.pmid or parsed.pmid
     if item.error is not None:
         raise item.error
     assert item.record is not None

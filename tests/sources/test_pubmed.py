@@ -262,8 +262,10 @@ def test_record_at_a_time_and_whole_document_parsing_agree(name: str) -> None:
     fast = pubmed._split_by_record(data)
     assert fast is not None, "a plain efetch body takes the record-at-a-time path"
     whole = pubmed._split_whole(data)
-    assert [(i.raw, i.pmid, i.record, i.hash) for i in fast] == [
-        (i.raw, i.pmid, i.record, i.hash) for i in whole]
+    assert [i.record for i in fast if not i.raw.startswith(b"<PMID")] == [None] * len(
+        [i for i in fast if not i.raw.startswith(b"<PMID")]), "articles wait to be parsed"
+    assert [(i.raw, i.pmid, pubmed.parse_item(i), i.hash) for i in fast] == [
+        (i.raw, i.pmid, pubmed.parse_item(i), i.hash) for i in whole]
 
 
 def _page_of_all_recorded_articles() -> tuple[bytes, list[bytes]]:
@@ -307,13 +309,25 @@ def test_split_efetch_takes_the_general_path_for_anything_unusual(change) -> Non
         assert pubmed.parse_item(item).pmid == item.pmid
 
 
-def test_split_efetch_a_record_that_does_not_parse_alone_fails_the_page() -> None:
-    """Derived from a real body: one record's end tag cut (a damaged download). The general
-    path then reports the body as malformed, as it would have for the page as a whole."""
-    page, _ = _page_of_all_recorded_articles()
+def test_a_record_that_is_not_well_formed_fails_alone() -> None:
+    """Derived from a real body: one record's end tag damaged. That record's parse raises
+    PubMedParseError (the pipeline quarantines it); every other record of the page parses."""
+    page, articles = _page_of_all_recorded_articles()
     damaged = page.replace(b"</ArticleTitle>", b"</ArticleTitl>", 1)
+    items = pubmed.split_efetch(damaged)
+    assert len(items) == len(articles)
+    with pytest.raises(PubMedParseError, match="record body is not well-formed XML"):
+        pubmed.parse_item(items[0])
+    assert items[0].pmid == pubmed.split_efetch(page)[0].pmid  # still known, for quarantine
+    assert all(pubmed.parse_item(i).pmid == i.pmid for i in items[1:])
+
+
+def test_a_body_cut_short_fails_the_page() -> None:
+    """Derived from a real body: cut in the middle of a record (a truncated download) - no
+    closing tag of the set, so the body as a whole is reported malformed."""
+    page, _ = _page_of_all_recorded_articles()
     with pytest.raises(PubMedParseError, match="not well-formed"):
-        pubmed.split_efetch(damaged)
+        pubmed.split_efetch(page[: len(page) // 2])
 
 
 def test_every_efetch_fixture_is_listed() -> None:
