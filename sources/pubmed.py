@@ -731,8 +731,10 @@ def _pmid_of(el: etree._Element) -> str | None:
     return None
 
 
-def _items_of(el: etree._Element, raw: bytes) -> list[EfetchItem]:
-    """The items of one record element (a DeleteCitation gives one per PMID)."""
+def _items_of(el: etree._Element, raw: bytes, content_hash: str | None = None
+              ) -> list[EfetchItem]:
+    """The items of one record element (a DeleteCitation gives one per PMID); ``content_hash``
+    is the hash of ``raw`` when the caller has it."""
     if el.tag == "DeleteCitation":
         out = []
         for p in el:
@@ -743,7 +745,7 @@ def _items_of(el: etree._Element, raw: bytes) -> list[EfetchItem]:
         return out
     pmid = _pmid_of(el)
     try:
-        rec = parse_element(el, raw)
+        rec = parse_element(el, raw, content_hash)
         return [EfetchItem(raw, pmid, rec, content_hash=rec.content_hash)]
     except PubMedParseError as exc:
         return [EfetchItem(raw, pmid, error=exc)]
@@ -932,7 +934,7 @@ def parse_item(item: EfetchItem) -> PublicationRecord:
         except PubMedParseError as exc:
             item.error = exc
         else:
-            (parsed,) = _items_of(el, item.raw)
+            (parsed,) = _items_of(el, item.raw, item.content_hash)
             del el  # free the record's tree while it is still in cache
             item.record, item.error = parsed.record, parsed.error
             item.pmid = item.pmid or parsed.pmid
