@@ -89,9 +89,8 @@ def _merge(old: dict[str, Any], rec: PublicationRecord) -> dict[str, Any]:
     for name in DESCRIPTIVE:
         if new[name] in (None, "", []):
             continue
-        if rec.source == AUTHORITATIVE or old[name] in (None, "", []):
-            if old[name] != new[name]:
-                out[name] = new[name]
+        if (rec.source == AUTHORITATIVE or old[name] in (None, "", [])) and old[name] != new[name]:
+            out[name] = new[name]
     if old["is_preprint"] and not rec.is_preprint:
         out["is_preprint"] = False  # a published version joined the preprint
     if new["index_date"] and (old["index_date"] is None or new["index_date"] < old["index_date"]):
