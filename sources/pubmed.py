@@ -171,7 +171,7 @@ _XML_PARSER = etree.XMLParser(
 
 
 def _parse_xml(body: bytes, what: str) -> etree._Element:
-    if not body or not body.strip():
+    if not body or body.isspace():  # isspace scans without copying (strip copied the body)
         raise PubMedParseError(f"pubmed: empty {what} body")
     try:
         return etree.fromstring(body, _XML_PARSER)
@@ -893,7 +893,7 @@ def split_efetch(body: bytes) -> list[EfetchItem]:
     an ``<ERROR>`` (NCBI reports some errors with HTTP 200) and ``PubMedParseError`` when it is
     not a well-formed ``PubmedArticleSet`` (HTML error page, truncated download).
     """
-    if not body or not body.strip():
+    if not body or body.isspace():  # isspace scans without copying (strip copied the body)
         raise PubMedParseError("pubmed: empty efetch body")
     items = _split_by_record(body)
     return items if items is not None else _split_whole(body)
