@@ -14,7 +14,6 @@ Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from urllib.parse import unquote
 import orjson
 from bs4 import BeautifulSoup
 
-from db.records import Mesh, PublicationRecord
+from db.records import Mesh, PublicationRecord, content_hash
 from tracker.errors import ParseError, TrackerError
 
 __all__ = [
@@ -203,7 +202,7 @@ def parse_result(result: Any) -> PublicationRecord:
         source_id=f"{src}:{rid}",
         title=clean_html(result.get("title")) or "",
         raw=raw,
-        content_hash=hashlib.blake2b(raw, digest_size=16).hexdigest(),
+        content_hash=content_hash(raw),
         pmid=result.get("pmid") or None,
         pmcid=result.get("pmcid") or None,
         doi=result.get("doi") or None,

@@ -17,7 +17,6 @@ Errors (each also a ``tracker.errors`` class, so callers may catch either)::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import orjson
 from lxml import etree
 
-from db.records import DataBankAccession, Mesh, PublicationRecord
+from db.records import DataBankAccession, Mesh, PublicationRecord, content_hash
 from tracker.errors import FetchError, IncompleteError, ParseError, TrackerError
 
 __all__ = [
@@ -487,10 +486,6 @@ def _year(pub_date: str | None) -> int | None:
     return int(pub_date[:4]) if pub_date else None
 
 
-def _content_hash(raw: bytes) -> str:
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
 def _serialise(el: etree._Element) -> bytes:
     # with_tail=False: the whitespace after the element belongs to the set, not the record
     return etree.tostring(el, encoding="utf-8", with_tail=False)
@@ -501,7 +496,7 @@ def _url(pmid: str) -> str:
 
 
 def _parse_article(el: etree._Element, raw: bytes | None = None,
-                   content_hash: str | None = None) -> PublicationRecord:
+                   digest: str | None = None) -> PublicationRecord:
     citation = pubmed_data = None
     for c in el:
         if c.tag == "MedlineCitation":
@@ -578,7 +573,7 @@ def _parse_article(el: etree._Element, raw: bytes | None = None,
         source_id=pmid,
         title=title or vernacular,
         raw=raw,
-        content_hash=content_hash or _content_hash(raw),
+        content_hash=digest or content_hash(raw),
         pmid=pmid,
         pmcid=ids.get("pmc"),
         doi=ids.get("doi") or elocation_doi,
@@ -599,7 +594,7 @@ def _parse_article(el: etree._Element, raw: bytes | None = None,
 
 
 def _parse_book(el: etree._Element, raw: bytes | None = None,
-                content_hash: str | None = None) -> PublicationRecord:
+                digest: str | None = None) -> PublicationRecord:
     """PubmedBookArticle (a book or a chapter, e.g. GeneReviews) -> record.
 
     Title is the chapter's ArticleTitle, else the BookTitle; a chapter's ``journal`` is its
@@ -665,7 +660,7 @@ def _parse_book(el: etree._Element, raw: bytes | None = None,
         source_id=pmid,
         title=article_title or book_title,
         raw=raw,
-        content_hash=content_hash or _content_hash(raw),
+        content_hash=digest or content_hash(raw),
         pmid=pmid,
         pmcid=ids.get("pmc"),
         doi=ids.get("doi") or doi,
@@ -689,7 +684,7 @@ def _parse_deleted(pmid_el: etree._Element, raw: bytes | None) -> PublicationRec
         raise PubMedParseError("pubmed: DeleteCitation PMID is empty")
     raw = raw or _serialise(pmid_el)
     return PublicationRecord(
-        source=SOURCE, source_id=pmid, title="", raw=raw, content_hash=_content_hash(raw),
+        source=SOURCE, source_id=pmid, title="", raw=raw, content_hash=content_hash(raw),
         pmid=pmid, deleted=True, url=_url(pmid),
     )
 
@@ -714,7 +709,7 @@ class EfetchItem:
     def hash(self) -> str:
         """The content hash of ``raw`` (computed once)."""
         if self.content_hash is None:
-            self.content_hash = _content_hash(self.raw)
+            self.content_hash = content_hash(self.raw)
         return self.content_hash
 
 
@@ -731,9 +726,9 @@ def _pmid_of(el: etree._Element) -> str | None:
     return None
 
 
-def _items_of(el: etree._Element, raw: bytes, content_hash: str | None = None
+def _items_of(el: etree._Element, raw: bytes, digest: str | None = None
               ) -> list[EfetchItem]:
-    """The items of one record element (a DeleteCitation gives one per PMID); ``content_hash``
+    """The items of one record element (a DeleteCitation gives one per PMID); ``digest``
     is the hash of ``raw`` when the caller has it."""
     if el.tag == "DeleteCitation":
         out = []
@@ -745,7 +740,7 @@ def _items_of(el: etree._Element, raw: bytes, content_hash: str | None = None
         return out
     pmid = _pmid_of(el)
     try:
-        rec = parse_element(el, raw, content_hash)
+        rec = parse_element(el, raw, digest)
         return [EfetchItem(raw, pmid, rec, content_hash=rec.content_hash)]
     except PubMedParseError as exc:
         return [EfetchItem(raw, pmid, error=exc)]
@@ -908,16 +903,16 @@ def item_from_bytes(raw: bytes) -> EfetchItem:
 
 
 def parse_element(el: etree._Element, raw: bytes | None = None,
-                  content_hash: str | None = None) -> PublicationRecord:
+                  digest: str | None = None) -> PublicationRecord:
     """Normalise one record element (article, book, or deleted PMID).
 
     ``raw`` is the record's bytes when the caller has them (else the element is serialised),
-    ``content_hash`` their hash. Raises ``PubMedParseError`` for a record without a PMID.
+    ``digest`` their hash. Raises ``PubMedParseError`` for a record without a PMID.
     """
     if el.tag == "PubmedArticle":
-        return _parse_article(el, raw, content_hash)
+        return _parse_article(el, raw, digest)
     if el.tag == "PubmedBookArticle":
-        return _parse_book(el, raw, content_hash)
+        return _parse_book(el, raw, digest)
     if el.tag == "PMID":
         return _parse_deleted(el, raw)
     raise PubMedParseError(f"pubmed: unexpected element <{el.tag}> in PubmedArticleSet")

@@ -323,7 +323,7 @@ class _LabelSet:
     def find_mesh(self, mesh: list[Mesh], kinds: tuple[str, ...]) -> list[tuple[str, Mesh]]:
         if not self.mesh and not self.trees:
             return []
-        own = {_norm_mesh_id(m.mesh_id) for m in mesh if not m.ancestor}
+        own: set[str | None] | None = None  # the record's own (non-ancestor) ids, if needed
         out = []
         for m in mesh:
             if m.kind not in kinds:
@@ -331,8 +331,11 @@ class _LabelSet:
             mid = _norm_mesh_id(m.mesh_id)
             labels = self.mesh.get(mid, []) if mid else []
             for label in labels:
-                if m.ancestor and own & self.excl_mesh.get(label, frozenset()):
-                    continue
+                if m.ancestor:
+                    if own is None:
+                        own = {_norm_mesh_id(x.mesh_id) for x in mesh if not x.ancestor}
+                    if own & self.excl_mesh.get(label, frozenset()):
+                        continue
                 out.append((label, m))
         return out
 
@@ -563,6 +566,12 @@ def _fields(pairs: Iterable[tuple[str, str | None]], free: bool = False) -> list
     return [_Field(n, " | ".join(v), free) for n, v in grouped.items()]
 
 
+def _field(name: str, values: Iterable[str | None], free: bool = False) -> list[_Field]:
+    """``_fields`` for values that all belong to one field: that field, or none."""
+    kept = [v for v in values if v and v.strip()]
+    return [_Field(name, " | ".join(kept), free)] if kept else []
+
+
 def _study_ctx(r: StudyRecord) -> _Ctx:
     interventions: list[tuple[str, str | None]] = []
     for iv in r.interventions:
@@ -571,12 +580,8 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
             interventions.append(("intervention_other_name", other))
         if iv.description:
             interventions.append(("intervention_description", iv.description))
-    cond_terms = [("condition_mesh", m.term) for m in r.mesh
-                  if m.kind == "condition" and not m.ancestor]
-    int_terms = [("intervention_mesh", m.term) for m in r.mesh
-                 if m.kind == "intervention" and not m.ancestor]
-    conditions = _fields(("condition", c) for c in r.conditions)
-    keywords = _fields(("keyword", k) for k in r.keywords)
+    conditions = _field("condition", r.conditions)
+    keywords = _field("keyword", r.keywords)
     iv_fields = _fields(interventions)
     titles = _fields([("title", r.title), ("official_title", r.official_title),
                       ("acronym", r.acronym)])
@@ -585,12 +590,15 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
                     ("detailed_description", description[:FREE_TEXT_LIMIT] if description
                      else None)],
                    free=True)
-    cmesh = _fields(cond_terms)
+    cmesh = _field("condition_mesh", (m.term for m in r.mesh
+                                      if m.kind == "condition" and not m.ancestor))
+    imesh = _field("intervention_mesh", (m.term for m in r.mesh
+                                         if m.kind == "intervention" and not m.ancestor))
     return _Ctx(
-        structured=conditions + keywords + iv_fields + cmesh + _fields(int_terms),
+        structured=conditions + keywords + iv_fields + cmesh + imesh,
         titles=titles,
         free=free,
-        product_fields=iv_fields + titles + keywords + _fields(int_terms),
+        product_fields=iv_fields + titles + keywords + imesh,
         group_fields=conditions + cmesh + keywords,
         mesh=r.mesh,
         cond_mesh_kinds=("condition",),
@@ -599,13 +607,13 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
 
 
 def _pub_ctx(r: PublicationRecord) -> _Ctx:
-    heads = _fields(("mesh_heading", m.term) for m in r.mesh)
-    keywords = _fields(("keyword", k) for k in r.keywords)
-    titles = _fields([("title", r.title)])
+    heads = _field("mesh_heading", (m.term for m in r.mesh))
+    keywords = _field("keyword", r.keywords)
+    titles = _field("title", (r.title,))
     return _Ctx(
         structured=heads + keywords,
         titles=titles,
-        free=_fields([("abstract", r.abstract)], free=True),
+        free=_field("abstract", (r.abstract,), free=True),
         product_fields=titles + keywords + heads,
         group_fields=heads + keywords,
         mesh=r.mesh,
