@@ -277,6 +277,7 @@ class EuropePMC:
 
     name = SOURCE
     kind = "publication"
+    batch_size = 1000  # records are small: store a whole page in one batch
 
     def __init__(self, settings: Any, *, email: str | None = None) -> None:
         self.settings = settings

@@ -969,6 +969,7 @@ class PubMed:
 
     name = SOURCE
     kind = "publication"
+    batch_size = 1000  # records are small: store a whole page in one batch
 
     def __init__(
         self,

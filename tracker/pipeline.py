@@ -111,7 +111,10 @@ def store_records(
     raise ValueError(f"no store for records of kind {kind!r}")
 
 
-BATCH = 200  # records checked, parsed and written together: bounds memory on large pages
+# Records checked, parsed and written together: bounds memory on pages of large records
+# (CT.gov). A source whose records are small may ask for more (``batch_size``): fewer, larger
+# statements per page.
+BATCH = 200
 
 
 def _record_key(rec: Any) -> str:
@@ -148,9 +151,10 @@ def ingest_page(
     now = utcnow()
     fingerprint = getattr(source, "fingerprint", None)
     with engine.begin() as conn:
-        for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
-            items[start : start + BATCH] = [None] * len(batch)
+        size = getattr(source, "batch_size", BATCH)
+        for start in range(0, len(items), size):
+            batch = items[start : start + size]
+            items[start : start + size] = [None] * len(batch)
             stored: dict[tuple[str, str], tuple[Any, ...]] = {}
             if fingerprint is not None:
                 prints = [fingerprint(item) for item in batch]
