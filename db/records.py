@@ -9,14 +9,20 @@ are always whole (posting dates) are ``datetime.date``.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import xxhash
+
 
 def content_hash(raw: bytes) -> str:
-    """The change detector stored beside every record: BLAKE2b-128 of its raw bytes, in hex."""
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+    """The change detector stored beside every record: XXH3-128 of its raw bytes, in hex.
+
+    Change detection needs no cryptographic strength, only a negligible chance that two
+    versions of a record collide; XXH3-128 gives that at ~20 GB/s, where BLAKE2b-128 (used
+    before) cost ~1 us per KB: 10-15 us for every PubMed record an ingest hashes.
+    """
+    return xxhash.xxh3_128_hexdigest(raw)
 
 
 @dataclass(slots=True)

@@ -7,13 +7,13 @@ Fixtures live in tests/fixtures/europepmc (see its README): real recorded pages,
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 from pathlib import Path
 
 import orjson
 import pytest
+import xxhash
 
 from db.records import Mesh, PublicationRecord
 from sources.europepmc import (
@@ -111,7 +111,7 @@ def test_parse_search_page_every_fixture(name: str) -> None:
         assert rec.source_id == f"{original['source']}:{original['id']}"
         assert rec.url == f"https://europepmc.org/article/{original['source']}/{original['id']}"
         assert orjson.loads(rec.raw) == original
-        assert rec.content_hash == hashlib.blake2b(rec.raw, digest_size=16).hexdigest()
+        assert rec.content_hash == xxhash.xxh3_128_hexdigest(rec.raw)
         assert rec.pmid == original.get("pmid") and rec.doi == original.get("doi")
         assert rec.pmcid == original.get("pmcid")
         assert rec.title and not TAG.search(rec.title)
