@@ -757,7 +757,7 @@ def _items_of(el: etree._Element, raw: bytes, digest: str | None = None
 # body parsed as one document, every record normalised at once. A record whose own bytes are
 # not well-formed fails alone (the pipeline quarantines it), not its page.
 _PROLOG = re.compile(
-    rb"\s*(?:<\?xml(?P<decl>[^>]*)\?>)?\s*(?:<!DOCTYPE\s+PubmedArticleSet\b[^\[>]*>)?\s*"
+    rb"\s*(?:<\?xml[^>]*\?>)?\s*(?:<!DOCTYPE\s+PubmedArticleSet\b[^\[>]*>)?\s*"
     rb"<PubmedArticleSet>")
 _CLOSE_SET = b"</PubmedArticleSet>"
 # A named entity other than XML's five: defined (or not) by the DTD, which a record parsed alone
@@ -767,13 +767,19 @@ _RECORD_TAGS = {tag: (f"<{tag}>".encode(), f"</{tag}>".encode())
                 for tag in ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")}
 
 
+def _declares_other_encoding(body: bytes) -> bool:
+    """True when the XML declaration names an encoding other than UTF-8 (bytes then differ
+    from what a record parsed alone, as UTF-8, would read)."""
+    if not body.startswith(b"<?xml"):
+        return False
+    decl = body[:200].split(b"?>", 1)[0].lower()
+    return b"encoding" in decl and b"utf-8" not in decl
+
+
 def _record_slices(body: bytes) -> list[bytes] | None:
     """Each record element's bytes, when the body is a plain set of records; else None."""
     m = _PROLOG.match(body)
-    if m is None or _NAMED_ENTITY.search(body) is not None:
-        return None
-    decl = m.group("decl")
-    if decl and b"encoding" in decl and b"utf-8" not in decl.lower():
+    if m is None or _NAMED_ENTITY.search(body) is not None or _declares_other_encoding(body):
         return None
     end = body.rfind(_CLOSE_SET)
     if end < m.end() or body[end + len(_CLOSE_SET):].strip():
@@ -829,9 +835,7 @@ class _Slicer:
     unexpected gives None and the caller serialises the element instead."""
 
     def __init__(self, body: bytes) -> None:
-        head = body[:100].lower()
-        self.body = body if (not head.startswith(b"<?xml") or b"encoding" not in
-                             head.split(b"?>", 1)[0] or b"utf-8" in head) else None
+        self.body: bytes | None = None if _declares_other_encoding(body) else body
         self.pos: dict[str, int] = {}
 
     def take(self, tag: str, pmid: str | None) -> bytes | None:
