@@ -143,6 +143,9 @@ the real answer:
   ``protocolSection[module]`` (``module`` default ``"statusModule"``; ``"designModule"``,
   ``"identificationModule"`` (record cannot be keyed), or a comma list).
 * ``"bad_token"`` (ctgov): 400 text/plain, the same text as a real unknown-token rejection.
+* ``"bad_record"`` (pubmed): efetch's first article of the batch is its real bytes with a stray
+  unclosed ``<Broken>`` before its end tag: that record alone is not well-formed XML; the body
+  around it (prolog, set, the other records) is intact.
 * ``"eutils_error"`` (pubmed): HTTP 200; esearch -> ``{"esearchresult":{"ERROR":"Search Backend
   failed: ..."}}`` (or ``<eSearchResult><ERROR>``); efetch -> ``<eFetchResult><ERROR>...``.
 * ``"count_mismatch"``: ctgov - ``totalCount`` + ``extra`` (only on a first page with
@@ -214,7 +217,7 @@ _COMMON_FAULTS = {
 }
 FAULT_KINDS: dict[str, frozenset[str]] = {
     "ctgov": frozenset(_COMMON_FAULTS | {"unknown_enum", "missing_module", "bad_token"}),
-    "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error"}),
+    "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error", "bad_record"}),
     "europepmc": frozenset(_COMMON_FAULTS),
 }
 
@@ -1504,6 +1507,10 @@ class ReplayServer:
             elems = []
         elif kind == "count_mismatch" and elems:
             elems = elems[:-1]
+        elif kind == "bad_record" and elems:
+            first = elems[0]
+            end = first.rindex(b"</")  # the record's own end tag
+            elems = [first[:end] + b"<Broken>" + first[end:], *elems[1:]]
         body = _PUBMED_SET_HEAD + b"<PubmedArticleSet>\n"
         body += b"".join(e + b"\n" for e in elems)
         body += b"</PubmedArticleSet>\n"

@@ -146,6 +146,7 @@ CASES: list[Case] = [
     *_transient("pubmed", **EFETCH2),
     Case("pubmed", "503", RECOVER, on_request=1, path="esearch.fcgi", label="503-esearch"),
     *_persistent("pubmed", min_kept=3, **EFETCH2),
+    Case("pubmed", "bad_record", RECORD, **EFETCH2),
     Case("pubmed", "invalid_xml", FAIL, r"^pubmed: .*(XML|xml)", min_kept=3, **EFETCH2),
     Case("pubmed", "invalid_json", FAIL, r"^pubmed: esearch .*JSON", on_request=1,
          path="esearch.fcgi", label="invalid_json-esearch"),
@@ -419,8 +420,38 @@ def test_fault(case: Case, baselines: dict[str, Baseline], facts: dict[str, Any]
         _record_fault(case, f, base, row)
 
 
+def _pubmed_record_fault(f: dict[str, Any], base: Baseline, row: Row) -> None:
+    """One PubMed record that is not well-formed: quarantined alone, the page kept."""
+    res, snap, last = f["run"], f["snap"], f["last"]
+    row.outcome = f"exit {res['rc']}"
+    assert res["rc"] == 0, res["stderr"]
+    assert not [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")]
+    assert last["outcome"] == "partial" and last["rejected"] == 1
+    assert "1 failed" in res["stdout"]
+    assert f["state"]["watermark"] == base.state["watermark"]
+    missing = set(base.snap["publications"]) - set(snap["publications"])
+    assert len(missing) == 1, diff(base.snap, snap)
+    (key,) = missing
+    # Keyed by the PMID read from its bytes, so a later good copy releases it.
+    assert snap["quarantine"] == [("pubmed", key.removeprefix("pmid:"))]
+    expected = {**base.snap, "quarantine": snap["quarantine"], "publications": {
+        k: v for k, v in base.snap["publications"].items() if k != key}}
+    expected["labels"] = [lab for lab in base.snap["labels"] if lab[1] != key]
+    assert snap == expected, diff(expected, snap)
+    row.outcome = "quarantined (partial, 1 rejected), exit 0"
+    # The next full run stores it and releases the quarantined copy.
+    again, after = f["again"], f["again_snap"]
+    assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+    row.lost = len(lost(base.snap, after))
+    assert after == base.snap, diff(base.snap, after)
+    row.outcome += "; --full rerun stores it, quarantine released"
+
+
 def _record_fault(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> None:
-    """CT.gov record-level faults: the run completes; exactly one record differs."""
+    """Record-level faults: the run completes; exactly one record differs."""
+    if case.source == "pubmed":
+        _pubmed_record_fault(f, base, row)
+        return
     res, snap, last = f["run"], f["snap"], f["last"]
     row.outcome = f"exit {res['rc']}"
     assert res["rc"] == 0, res["stderr"]
