@@ -1,7 +1,9 @@
 """Quarantine: records a source sent that could not be parsed, kept raw with the error.
 
 A quarantined record does not stop its run; it is counted as rejected, and it leaves the
-quarantine when a later run (or ``tracker classify`` after a fix) stores it.
+quarantine when a later run (or ``tracker classify`` after a fix) stores it. A source that can
+fetch records by id is asked again for its quarantined ones at the end of each run
+(``tracker.pipeline``), so a record damaged in transit comes back with the next run.
 """
 
 from __future__ import annotations
@@ -53,3 +55,10 @@ def waiting(conn: Connection, source: str | None = None) -> int:
     if source:
         stmt = stmt.where(Q.c.source == source)
     return int(conn.execute(stmt).scalar_one())
+
+
+def waiting_ids(conn: Connection, source: str) -> list[str]:
+    """The source ids of a source's quarantined records (not those kept under a hash)."""
+    stmt = select(Q.c.record_key).where(Q.c.source == source,
+                                        Q.c.record_key.not_like("sha:%"))
+    return [key for (key,) in conn.execute(stmt.order_by(Q.c.record_key))]

@@ -51,6 +51,9 @@ class Source(Protocol):
         """Yield the pages of ``window``; raise FetchError/ParseError when the API fails."""
         ...
 
+    # Optional: ``fetch_ids(http, ids) -> Iterator[Page]`` fetches records by their source ids
+    # (the pipeline asks again for quarantined records with it at the end of a run).
+
     def parse(self, item: Any) -> StudyRecord | PublicationRecord:
         """Normalise one raw record; raise ParseError when it lacks what a record needs."""
         ...

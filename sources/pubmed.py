@@ -34,6 +34,7 @@ __all__ = [
     "PubMedError",
     "PubMedParseError",
     "PubMedServerError",
+    "build_efetch_id_params",
     "build_efetch_params",
     "build_esearch_params",
     "item_from_bytes",
@@ -133,6 +134,26 @@ def build_efetch_params(
         "retmax": str(retmax),
         "retmode": "xml",
     }
+    params.update(_eutils_identity(tool, email, api_key))
+    return params
+
+
+def build_efetch_id_params(
+    pmids: list[str], *, tool: str, email: str, api_key: str | None = None
+) -> dict[str, str]:
+    """Build the parameters of one efetch call for a list of PMIDs (sent by POST, API_NOTES
+    2.3: long id lists do not fit in a URL).
+
+    Raises ``ValueError`` for an empty list, more than 10,000 ids, or an id that is not a PMID.
+    """
+    if not pmids:
+        raise ValueError("no PMIDs to fetch")
+    if len(pmids) > ESEARCH_MAX_RETMAX:
+        raise ValueError(f"at most {ESEARCH_MAX_RETMAX} PMIDs per efetch call, got {len(pmids)}")
+    bad = [p for p in pmids if not p.isdigit()]
+    if bad:
+        raise ValueError(f"not PMIDs: {', '.join(bad[:3])}")
+    params = {"db": "pubmed", "id": ",".join(pmids), "retmode": "xml"}
     params.update(_eutils_identity(tool, email, api_key))
     return params
 
@@ -960,6 +981,7 @@ def parse_efetch(body: bytes) -> list[PublicationRecord]:
 TOOL = "msc-trial-tracker"
 FULL_LOAD_START = dt.date(1900, 1, 1)
 ESEARCH_CEILING = 9999  # PubMed esearch reaches only the first 9,999 records of a query
+ID_BATCH = 200  # PMIDs per efetch-by-id call
 
 
 class PubMed:
@@ -1039,6 +1061,18 @@ class PubMed:
                                             data=self._identity(params))
                     items = split_efetch(response.content)
                     yield Page(items=items, total=search.count if retstart == 0 else None)
+
+    def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Any]:
+        """Yield efetch batches of the given PMIDs (quarantined records, fetched again)."""
+        from sources.base import Page
+
+        pmids = [i for i in ids if i.isdigit()]
+        for start in range(0, len(pmids), ID_BATCH):
+            params = build_efetch_id_params(pmids[start : start + ID_BATCH], tool=TOOL,
+                                            email=self.email, api_key=self.api_key)
+            response = http.request(SOURCE, "POST", self._url("efetch.fcgi"),
+                                    data=self._identity(params))
+            yield Page(items=split_efetch(response.content))
 
     def parse(self, item: EfetchItem) -> PublicationRecord:
         """Normalise one record."""

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.models import FetchRun, SourceState
 from db.publications import existing_source_hashes, upsert_publications
-from db.quarantine import quarantine_record, release, waiting
+from db.quarantine import quarantine_record, release, waiting, waiting_ids
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.classify import classify_publication, classify_study
@@ -156,6 +156,7 @@ def ingest_page(
             batch = items[start : start + size]
             items[start : start + size] = [None] * len(batch)
             stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+            same: list[str] = []  # keys of records unchanged since stored
             if fingerprint is not None:
                 prints = [fingerprint(item) for item in batch]
                 keys = [p[0] for p in prints if p]
@@ -168,6 +169,7 @@ def ingest_page(
                     old = stored.get((source.name, fp[0])) if fp else None
                     if old is not None and old[1] == fp[1]:  # type: ignore[index]
                         summary.unchanged += 1
+                        same.append(fp[0])  # type: ignore[index]
                     else:
                         todo.append(item)
                 batch = todo
@@ -184,8 +186,8 @@ def ingest_page(
                     log.warning("%s: quarantined record %s: %s", source.name, key, exc)
             label(records, source.kind, rules)
             result = store_records(conn, source.kind, records, run_id, now, stored or None)
-            if summary.quarantined_before:
-                release(conn, source.name, [_record_key(r) for r in records])
+            if summary.quarantined_before:  # a good copy, new or as stored, releases a bad one
+                release(conn, source.name, [*same, *(_record_key(r) for r in records)])
             summary.new += result.new
             summary.changed += result.changed
             summary.unchanged += result.unchanged
@@ -245,6 +247,8 @@ def run_source(
                 f"{source.name}: the API announced {announced} records but sent "
                 f"{summary.fetched}; nothing is lost, the next run repeats this window"
             )
+        if summary.quarantined_before:
+            retry_quarantined(engine, source, http, run_id, summary, rules)
     except TrackerError as exc:
         summary.outcome = "failed"
         summary.error = one_line(str(exc))
@@ -258,6 +262,30 @@ def run_source(
     summary.outcome = "partial" if summary.rejected else "ok"
     _finish(engine, summary, http, stats_before, advance=True)
     return summary
+
+
+def retry_quarantined(
+    engine: Engine, source: Any, http: Any, run_id: int, summary: RunSummary, rules: Any = None
+) -> None:
+    """Ask the source again, by id, for the records waiting in its quarantine.
+
+    A record damaged in transit (or sent broken once) is then stored by the next run, whatever
+    its date; one still broken stays quarantined. A failure here does not fail the run (its
+    window is stored): it is logged, and the next run asks again.
+    """
+    fetch_ids = getattr(source, "fetch_ids", None)
+    if fetch_ids is None:
+        return
+    with engine.connect() as conn:
+        ids = waiting_ids(conn, source.name)
+    if not ids:
+        return
+    try:
+        for page in fetch_ids(http, ids):
+            ingest_page(engine, source, page, run_id, summary, rules)
+    except TrackerError as exc:
+        log.warning("%s: could not fetch %d quarantined record(s) again (%s); the next run "
+                    "tries again", source.name, len(ids), one_line(str(exc)))
 
 
 def _load_malloc_trim() -> Any:

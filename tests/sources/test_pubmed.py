@@ -101,6 +101,18 @@ def test_build_efetch_params_pages_the_history_server_as_xml() -> None:
         "email": "ops@example.org",
     }
     assert build_efetch_params("W", 2, 0, 10, "t", "e", api_key="K")["api_key"] == "K"
+
+
+def test_build_efetch_id_params_lists_pmids_and_rejects_what_is_not_one() -> None:
+    params = pubmed.build_efetch_id_params(["123", "456"], tool="t", email="e", api_key="K")
+    assert params == {"db": "pubmed", "id": "123,456", "retmode": "xml", "tool": "t",
+                      "email": "e", "api_key": "K"}
+    with pytest.raises(ValueError, match="no PMIDs"):
+        pubmed.build_efetch_id_params([], tool="t", email="e")
+    with pytest.raises(ValueError, match="not PMIDs: sha:ab"):
+        pubmed.build_efetch_id_params(["1", "sha:ab"], tool="t", email="e")
+    with pytest.raises(ValueError, match="at most 10000"):
+        pubmed.build_efetch_id_params(["1"] * 10_001, tool="t", email="e")
     with pytest.raises(ValueError):
         build_efetch_params("W", 1, 0, 0, "t", "e")
     with pytest.raises(ValueError):
