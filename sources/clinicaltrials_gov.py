@@ -21,7 +21,7 @@ import simdjson
 from db.records import Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
 from sources.base import Page, Window
 from tracker.config import SourceSettings
-from tracker.errors import ParseError
+from tracker.errors import FetchError, ParseError
 from tracker.taxonomy import ctgov_phase, ctgov_status
 
 NAME = "ctgov"
@@ -89,6 +89,21 @@ def parse_page(body: bytes) -> tuple[list[RawStudy], int | None, str | None]:
     items = [RawStudy(_lazy_nct(study), study.mini) for study in studies]
     del studies, doc
     return items, total, token if isinstance(token, str) and token else None
+
+
+def parse_one(body: bytes) -> RawStudy:
+    """Read a ``/studies/{nctId}`` response (one study) as the same compact item a page gives.
+
+    Raises ParseError for a body that is not a JSON object.
+    """
+    try:
+        doc = simdjson.Parser().parse(body)
+    except ValueError as exc:
+        raise ParseError(f"ctgov: a single-study response is not valid JSON "
+                         f"({str(exc).split(':')[0]}); run again later") from None
+    if not isinstance(doc, simdjson.Object):
+        raise ParseError("ctgov: a single-study response is not a JSON object")
+    return RawStudy(_lazy_nct(doc), doc.mini)
 
 
 def _lazy_nct(study: Any) -> str | None:
@@ -318,6 +333,21 @@ class ClinicalTrialsGov:
             if token in seen_tokens:
                 raise ParseError(f"ctgov: the API repeated page token {token!r}; paging stopped")
             seen_tokens.add(token)
+
+    def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Page]:
+        """Yield each study of ``ids`` (NCT ids; quarantined records, fetched again) as a page of
+        one. An id the registry no longer knows (404) is skipped; it stays quarantined."""
+        base = self.settings.url.rstrip("/") + "/studies/"
+        for nct in ids:
+            if not NCT_RE.match(nct):
+                continue
+            try:
+                body = http.get(NAME, base + nct, {"format": "json"}).content
+            except FetchError as exc:
+                if exc.status_code != 404:
+                    raise
+                continue
+            yield Page(items=[parse_one(body)])
 
     def parse(self, item: RawStudy) -> StudyRecord:
         """Normalise one raw study (see ``parse_study``)."""

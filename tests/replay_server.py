@@ -142,6 +142,8 @@ the real answer:
 * ``"missing_module"`` (ctgov): the first study of the page is a deep copy without
   ``protocolSection[module]`` (``module`` default ``"statusModule"``; ``"designModule"``,
   ``"identificationModule"`` (record cannot be keyed), or a comma list).
+* ``"no_title"`` (ctgov): the first study of the page is a deep copy without ``briefTitle`` and
+  ``officialTitle`` (its NCT id kept): a record the tracker cannot store, so it quarantines it.
 * ``"bad_token"`` (ctgov): 400 text/plain, the same text as a real unknown-token rejection.
 * ``"bad_record"`` (pubmed): efetch's first article of the batch is its real bytes with a stray
   unclosed ``<Broken>`` before its end tag: that record alone is not well-formed XML; the body
@@ -216,7 +218,8 @@ _COMMON_FAULTS = {
     "invalid_json", "invalid_xml", "html_200", "empty_page", "count_mismatch",
 }
 FAULT_KINDS: dict[str, frozenset[str]] = {
-    "ctgov": frozenset(_COMMON_FAULTS | {"unknown_enum", "missing_module", "bad_token"}),
+    "ctgov": frozenset(_COMMON_FAULTS | {"unknown_enum", "missing_module", "no_title",
+                                         "bad_token"}),
     "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error", "bad_record"}),
     "europepmc": frozenset(_COMMON_FAULTS),
 }
@@ -1166,11 +1169,15 @@ class ReplayServer:
 
     @staticmethod
     def _ctgov_mutate(page: list[dict], kind: str | None, fault: Fault | None) -> list[dict]:
-        if not page or kind not in ("unknown_enum", "missing_module"):
+        if not page or kind not in ("unknown_enum", "missing_module", "no_title"):
             return page
         first = copy.deepcopy(page[0])
         ps = first.setdefault("protocolSection", {})
-        if kind == "unknown_enum":
+        if kind == "no_title":
+            ident = ps.setdefault("identificationModule", {})
+            ident.pop("briefTitle", None)
+            ident.pop("officialTitle", None)
+        elif kind == "unknown_enum":
             ps.setdefault("statusModule", {})["overallStatus"] = "FUTURE_STATUS"
             ps.setdefault("designModule", {})["phases"] = ["PHASE5"]
         else:

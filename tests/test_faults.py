@@ -137,6 +137,7 @@ CASES: list[Case] = [
     Case("ctgov", "count_mismatch", FAIL, r"^ctgov: the API announced 16 records but sent 11",
          on_request=1, min_kept=11),
     Case("ctgov", "unknown_enum", RECORD),
+    Case("ctgov", "no_title", RECORD, again_full=False),
     Case("ctgov", "missing_module", RECORD, module="statusModule",
          label="missing_module-statusModule"),
     Case("ctgov", "missing_module", RECORD, module="designModule",
@@ -323,8 +324,11 @@ def execute(case: Case, base: Baseline, tmp: Path) -> dict[str, Any]:
             full = ["--full"] if case.again_full else []
             f["again"] = _proc(tracker(["update", "--source", src, *full], env))
             f["again_snap"] = snapshot(db)
-            f["again_requests"] = [r for r in srv.requests_for(src)
-                                   if r.path.endswith("efetch.fcgi") and r.get("id")]
+            # Requests for records by id: efetch with an id list, or one CT.gov study.
+            f["again_requests"] = [r.get("id") or r.path.rsplit("/", 1)[-1]
+                                   for r in srv.requests_for(src)
+                                   if (r.path.endswith("efetch.fcgi") and r.get("id"))
+                                   or "/studies/NCT" in r.path]
         f["server_errors"] = list(srv.errors)
     return f
 
@@ -447,7 +451,33 @@ def _pubmed_record_fault(f: dict[str, Any], base: Baseline, row: Row) -> None:
     # the quarantined copy, though its date lies before the new window.
     again, after = f["again"], f["again_snap"]
     assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
-    assert [r.get("id") for r in f["again_requests"]] == [key.removeprefix("pmid:")]
+    assert f["again_requests"] == [key.removeprefix("pmid:")]
+    row.lost = len(lost(base.snap, after))
+    assert after == base.snap, diff(base.snap, after)
+    row.outcome += "; the next run fetches it by id, quarantine released"
+
+
+def _ctgov_unstorable(f: dict[str, Any], base: Baseline, row: Row) -> None:
+    """A study the tracker cannot store (no title): quarantined under its NCT id; the next
+    incremental run fetches it by id (its date lies before the new window) and stores it."""
+    res, snap, last = f["run"], f["snap"], f["last"]
+    row.outcome = f"exit {res['rc']}"
+    assert res["rc"] == 0, res["stderr"]
+    assert last["outcome"] == "partial" and last["rejected"] == 1
+    assert "1 failed" in res["stdout"]
+    missing = set(base.snap["studies"]) - set(snap["studies"])
+    assert len(missing) == 1, diff(base.snap, snap)
+    (key,) = missing
+    nct = key.removeprefix("ctgov:")
+    assert snap["quarantine"] == [("ctgov", nct)]
+    expected = {**base.snap, "quarantine": snap["quarantine"], "studies": {
+        k: v for k, v in base.snap["studies"].items() if k != key}}
+    expected["labels"] = [lab for lab in base.snap["labels"] if lab[1] != key]
+    assert snap == expected, diff(expected, snap)
+    row.outcome = "quarantined (partial, 1 rejected), exit 0"
+    again, after = f["again"], f["again_snap"]
+    assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+    assert f["again_requests"] == [nct]
     row.lost = len(lost(base.snap, after))
     assert after == base.snap, diff(base.snap, after)
     row.outcome += "; the next run fetches it by id, quarantine released"
@@ -457,6 +487,9 @@ def _record_fault(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> No
     """Record-level faults: the run completes; exactly one record differs."""
     if case.source == "pubmed":
         _pubmed_record_fault(f, base, row)
+        return
+    if case.kind == "no_title":
+        _ctgov_unstorable(f, base, row)
         return
     res, snap, last = f["run"], f["snap"], f["last"]
     row.outcome = f"exit {res['rc']}"

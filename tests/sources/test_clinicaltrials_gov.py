@@ -166,3 +166,28 @@ def test_fetch_follows_tokens_with_identical_params() -> None:
     second.pop("pageToken")
     assert first == second
     assert seen[0].headers["User-Agent"].startswith("msc-trial-tracker/")
+
+
+def test_fetch_ids_reads_single_studies_and_skips_unknown_ids() -> None:
+    """Quarantined studies are fetched again one by one (/studies/{nctId}); an id the registry
+    does not know (404, the text CT.gov sends for it) is skipped, a bad id never requested."""
+    known = (FIXTURES / "ctgov" / "study_NCT00763412.json").read_bytes()  # a real response
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.endswith("/NCT00763412"):
+            return httpx.Response(200, content=known)
+        return httpx.Response(404, text="Study NCT09999999 not found")
+
+    settings = load_settings({"db": "unused.sqlite"}, env={})
+    with make_client(settings, transport=httpx.MockTransport(handler)) as client:
+        src = ClinicalTrialsGov(settings.source("ctgov"))
+        pages = list(src.fetch_ids(Http(client, settings),
+                                   ["NCT09999999", "sha:abc", "NCT00763412"]))
+    assert [p.path.rsplit("/", 1)[-1] for p in map(httpx.URL, seen)] == [
+        "NCT09999999", "NCT00763412"]
+    assert [[i.nct_id for i in p.items] for p in pages] == [["NCT00763412"]]
+    record = src.parse(pages[0].items[0])
+    assert record.registry_id == "NCT00763412" and record.title
+    assert record.raw == orjson.dumps(orjson.loads(known))  # compact, like a page's items
