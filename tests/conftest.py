@@ -82,7 +82,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No TRACKER_*, NCBI or proxy variables leak in; config and data dirs point at tmp."""
     for key in list(os.environ):
-        if key.startswith("TRACKER_") or key.startswith("NCBI_") or key.lower() in (
+        if key.startswith(("TRACKER_", "NCBI_")) or key.lower() in (
             "http_proxy", "https_proxy", "all_proxy", "no_proxy"
         ):
             monkeypatch.delenv(key, raising=False)
@@ -101,7 +101,7 @@ def ctgov_studies() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in sorted(glob.glob(str(FIXTURES / "ctgov" / "*.json"))):
         data = load_json(Path(name))
-        out += data["studies"] if "studies" in data else [data]
+        out += data.get("studies", [data])
     return out
 
 
@@ -170,7 +170,7 @@ def pg_server() -> Iterator[str]:
         yield f"postgresql+psycopg://tracker@/tracker_test?host={sock}&port={port}"
     finally:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+                        "stop"], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,7 +48,7 @@ def base_env(**extra: str) -> dict[str, str]:
 def tracker(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the installed console script to completion."""
     return subprocess.run([*CMD, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def connect(db: Path) -> sqlite3.Connection:

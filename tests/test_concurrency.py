@@ -101,7 +101,7 @@ def test_second_update_is_refused_while_one_runs(
             assert first.poll() is None
             second = tracker(["update", "--source", "ctgov"], env_for(other, db, cfg, "100"))
             still_running = first.poll() is None
-            out, err = _stop(first)
+            _, err = _stop(first)
         finally:
             if first.poll() is None:
                 _stop(first, 5)

@@ -12,7 +12,6 @@ from tracker.config import load_settings
 from tracker.errors import FetchError, ThrottledError
 from tracker.http import Http, make_client, parse_retry_after
 
-
 # Production URLs, answered by httpx.MockTransport in every test here: nothing is sent.
 CTGOV_URL = "https://clinicaltrials.gov/api/v2/studies"  # mock-served
 ESEARCH_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi"  # mock-served
@@ -99,10 +98,10 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 
 def test_verbose_cli_logs_requests_without_the_api_key(tmp_path, studies_json) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
     import sys
     from pathlib import Path
-    import subprocess
-    import os
 
     from replay_server import ReplayServer, fixture_dir, load_pubmed_articles
 

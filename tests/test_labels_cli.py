@@ -104,7 +104,7 @@ def test_report_groups_by_condition_group(db: str) -> None:
     assert rep["by_condition_phase"] == {"osteoarthritis": {"PHASE2": 1}}
     wide = _json("report", "--db", db, "--since", "2000-01-01", "-f", "json",
                  "--include-irrelevant")
-    assert list(wide["by_condition_phase"])[0] == "osteoarthritis"  # chronic pain first
+    assert next(iter(wide["by_condition_phase"])) == "osteoarthritis"  # chronic pain first
     assert "(not classified)" in wide["by_condition_phase"]
 
 

@@ -75,8 +75,8 @@ def main() -> None:
 
     w("\nDisagreements (id | field | mine | classifier | classifier evidence)")
     ndis = 0
-    for i in gold:
-        g, c = gold[i], pred[i]
+    for i, g in gold.items():
+        c = pred[i]
         diffs = []
         if g["msc_relevant"] != c.msc_relevant:
             diffs.append(("msc_relevant", g["msc_relevant"], c.msc_relevant, "relevance"))

@@ -4,10 +4,10 @@ import pathlib
 import random
 
 root = pathlib.Path(__file__).resolve().parents[3]
-evtext = open(root/"tests/eval/msc_eval.jsonl", encoding="utf-8").read()
-raw = open(root/"tests/fixtures/ctgov_msc/ctgov_classic_export_mesenchymal_1265.csv", encoding="utf-8-sig").read()
+evtext = (root/"tests/eval/msc_eval.jsonl").read_text(encoding="utf-8")
+raw = (root/"tests/fixtures/ctgov_msc/ctgov_classic_export_mesenchymal_1265.csv").read_text(encoding="utf-8-sig")
 rows = list(csv.DictReader(raw.splitlines()))
 ids = {r["NCT Number"] for r in rows if r["NCT Number"] not in evtext}
 print(len(rows), len(ids))
 sel = random.Random(20261124).sample(sorted(ids), 60)
-open(root/"tests/eval/heldout/selected_ids.txt","w").write("\n".join(sel)+"\n")
+(root/"tests/eval/heldout/selected_ids.txt").write_text("\n".join(sel)+"\n")

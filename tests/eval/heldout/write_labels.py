@@ -71,7 +71,7 @@ labels = [
  M("NCT02165904", ["neurological"], ["bone_marrow"], ["autologous"]),
  M("NCT04326985", ["osteoarthritis"], [U], ["autologous"]),
 ]
-sel = open(pathlib.Path(__file__).with_name("selected_ids.txt")).read().split()
+sel = pathlib.Path(__file__).with_name("selected_ids.txt").read_text().split()
 assert [l["id"] for l in labels] == sel, "order/ids mismatch"
 with open(pathlib.Path(__file__).with_name("heldout_labels.jsonl"), "w") as f:
     f.writelines(json.dumps(l) + "\n" for l in labels)
