@@ -71,6 +71,7 @@ class Study(Labelled, table=True):
     phase_raw: str | None = None
     status: str = Field(default="UNKNOWN", index=True)
     status_raw: str | None = None
+    why_stopped: str | None = Field(default=None, sa_column=Column(Text))
     conditions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     interventions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -85,6 +86,8 @@ class Study(Labelled, table=True):
     primary_completion_date: str | None = None
     completion_date: str | None = None
     has_results: bool = False
+    results_first_posted: dt.date | None = None
+    countries: list[str] = _json_list()
     brief_summary: str | None = Field(default=None, sa_column=Column(Text))
     url: str
     content_hash: str = Field(max_length=64)
@@ -154,16 +157,41 @@ class StudyReference(SQLModel, table=True):
 
 
 class StudyChange(SQLModel, table=True):
-    """One tracked field of a study that changed between two runs: from what, to what, when."""
+    """One field of a study that changed between two consecutive versions: from what, to what,
+    the registry's own update date of the newer version, and when the tracker saw it.
+
+    Values are text (``db.history.as_text``): lists as JSON arrays, dates ISO, booleans
+    true/false. Rows stored before field-level history (revision 0004) have no registry date.
+    """
 
     __tablename__ = "study_change"
+    __table_args__ = (Index("ix_study_change_field", "field"),)
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(sa_column=_fk("study.id"))
     field: str
     old_value: str | None = None
     new_value: str | None = None
-    changed_at: dt.datetime = Field(index=True)
-    run_id: int | None = None
+    changed_at: dt.datetime = Field(index=True)  # when the tracker stored the newer version
+    registry_date: dt.date | None = Field(default=None, index=True)  # e.g. lastUpdatePostDate
+    run_id: int | None = Field(default=None, index=True)  # fetch_run that stored it
+
+
+class StudyVersion(SQLModel, table=True):
+    """An earlier version of a study's raw record, kept when a newer one replaced it.
+
+    The current version lives on ``study`` itself; together they are every version the tracker
+    has seen, so any normalised field's history can be rebuilt by parsing them again.
+    """
+
+    __tablename__ = "study_version"
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    content_hash: str = Field(max_length=64)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # compressed, as study.raw
+    last_update_posted: dt.date | None = None  # the registry's update date of this version
+    seen_from: dt.datetime  # when the tracker stored this version
+    seen_until: dt.datetime  # when a newer version replaced it
+    run_id: int | None = None  # fetch_run that stored this version
 
 
 class SourceState(SQLModel, table=True):
@@ -176,11 +204,27 @@ class SourceState(SQLModel, table=True):
     last_run_id: int | None = None
 
 
+class UpdateRun(SQLModel, table=True):
+    """One ``tracker update``: the per-source runs (``fetch_run``) it made belong to it."""
+
+    __tablename__ = "update_run"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    outcome: str = "running"  # running | ok | partial | failed
+    sources: list[str] = _json_list()  # the sources it was asked to run, in order
+    full: bool = False
+    pid: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
 class FetchRun(SQLModel, table=True):
-    """One run of one source: when, what window, what it did, how it ended."""
+    """One run of one source within an update: when, what window, what it did, how it ended."""
 
     __tablename__ = "fetch_run"
     id: int | None = Field(default=None, primary_key=True)
+    update_id: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("update_run.id", ondelete="SET NULL", name="fk_fetch_run_update_id"), nullable=True, index=True))
     source: str = Field(index=True)
     started_at: dt.datetime
     finished_at: dt.datetime | None = None
@@ -252,6 +296,18 @@ class PublicationSource(SQLModel, table=True):
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     first_seen_at: dt.datetime
     last_changed_at: dt.datetime
+
+
+class PublicationSourceVersion(SQLModel, table=True):
+    """An earlier version of one listing's raw record, kept when a newer one replaced it."""
+
+    __tablename__ = "publication_source_version"
+    id: int | None = Field(default=None, primary_key=True)
+    publication_source_id: int = Field(sa_column=_fk("publication_source.id"))
+    content_hash: str = Field(max_length=64)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    seen_from: dt.datetime
+    seen_until: dt.datetime
 
 
 class PublicationTrial(SQLModel, table=True):

@@ -15,11 +15,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from db.labels import label_values, replace_label_rows
-from db.models import Publication, PublicationSource, PublicationTrial
+from db.models import Publication, PublicationSource, PublicationSourceVersion, PublicationTrial
 from db.records import PublicationRecord
 from db.upsert import UpsertResult, _chunks, _insert, compress
 from tracker.taxonomy import publication_phase
@@ -307,6 +307,8 @@ def upsert_publications(
         changes.update(last_changed_at=now, last_changed_run_id=run_id)
         conn.execute(update(PUB).where(PUB.c.id == pid).values(**changes))
     replace_label_rows(conn, "publication", list(label_of.items()))
+    keep_source_versions(conn, [key for key in (
+        (r.source, r.source_id) for r in todo if not r.deleted) if key in stored], now)
     if source_rows:
         stmt = _insert(conn, SRC)
         stmt = stmt.on_conflict_do_update(
@@ -321,6 +323,24 @@ def upsert_publications(
                             LINK.c.found_in])
         conn.execute(stmt, link_rows)
     return result
+
+
+def keep_source_versions(
+    conn: Connection, keys: Sequence[tuple[str, str]], now: dt.datetime
+) -> None:
+    """Copy the stored listing records about to be replaced into ``publication_source_version``
+    (raw as stored, compressed), so every version of every listing is kept."""
+    by_source: dict[str, list[str]] = {}
+    for source, sid in keys:
+        by_source.setdefault(source, []).append(sid)
+    version = PublicationSourceVersion.__table__
+    for source, ids in by_source.items():
+        for chunk in _chunks(ids):
+            conn.execute(insert(version).from_select(
+                ["publication_source_id", "content_hash", "raw", "seen_from", "seen_until"],
+                select(SRC.c.id, SRC.c.content_hash, SRC.c.raw, SRC.c.last_changed_at,
+                       literal(now, SRC.c.last_changed_at.type)).where(
+                    SRC.c.source == source, SRC.c.source_id.in_(chunk))))
 
 
 def existing_source_hashes(

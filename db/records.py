@@ -66,6 +66,17 @@ class Reference:
 
 
 @dataclass(slots=True)
+class Arm:
+    """One arm or group of a study: its label, type (EXPERIMENTAL, PLACEBO_COMPARATOR, ...) and
+    the interventions it receives."""
+
+    label: str
+    type: str | None = None
+    description: str | None = None
+    interventions: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class StudyRecord:
     """One registration, normalised. ``phase``/``status`` are TAXONOMY.md canonical values."""
 
@@ -82,6 +93,7 @@ class StudyRecord:
     phase_raw: str | None = None
     status: str = "UNKNOWN"
     status_raw: str | None = None
+    why_stopped: str | None = None
     conditions: list[str] = field(default_factory=list)
     keywords: list[str] = field(default_factory=list)
     mesh: list[Mesh] = field(default_factory=list)
@@ -96,6 +108,10 @@ class StudyRecord:
     primary_completion_date: str | None = None
     completion_date: str | None = None
     has_results: bool = False
+    results_first_posted: dt.date | None = None
+    arms: list[Arm] = field(default_factory=list)
+    primary_outcomes: list[str] = field(default_factory=list)
+    countries: list[str] = field(default_factory=list)
     brief_summary: str | None = None
     detailed_description: str | None = None
     eligibility: str | None = None

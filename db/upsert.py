@@ -2,9 +2,13 @@
 
 One call stores one page. It reads the stored content hashes of the page's keys in one query,
 skips records whose hash is unchanged, writes the rest with the dialect's
-``INSERT ... ON CONFLICT (registry, registry_id) DO UPDATE`` in one executemany, records what
-changed in ``study_change`` and replaces the child rows of new and changed studies. No ORM
-objects, no per-row round trips. ``first_seen_at`` is set on insert only and never moves.
+``INSERT ... ON CONFLICT (registry, registry_id) DO UPDATE`` in one executemany and replaces the
+child rows of new and changed studies. No ORM objects, no per-row round trips.
+``first_seen_at`` is set on insert only and never moves.
+
+Before a changed study is overwritten its stored version moves to ``study_version`` (raw,
+compressed, as it was), and the fields of ``db.history.FIELDS`` are diffed between that version
+and the new one into ``study_change``, one row per field, dated by the registry.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zstandard
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from db.history import diff
 from db.labels import label_values, replace_label_rows
 from db.models import (
     Study,
     StudyChange,
+    StudyVersion,
     StudyCondition,
     StudyIntervention,
     StudyMesh,
@@ -40,8 +46,6 @@ CHILD_TABLES = (
     StudySecondaryId.__table__,
     StudyReference.__table__,
 )
-# Fields whose old values are kept in study_change when they change.
-TRACKED_FIELDS = ("status", "phase", "enrollment", "has_results")
 _CHUNK = 500  # keys per IN (...) list; well under every SQLite build's variable limit
 
 
@@ -106,6 +110,7 @@ def _study_row(rec: StudyRecord, now: dt.datetime, run_id: int | None) -> dict[s
         "phase_raw": rec.phase_raw,
         "status": rec.status,
         "status_raw": rec.status_raw,
+        "why_stopped": rec.why_stopped,
         "conditions": rec.conditions,
         "keywords": rec.keywords,
         "interventions": [iv.name for iv in rec.interventions],
@@ -120,6 +125,8 @@ def _study_row(rec: StudyRecord, now: dt.datetime, run_id: int | None) -> dict[s
         "primary_completion_date": rec.primary_completion_date,
         "completion_date": rec.completion_date,
         "has_results": rec.has_results,
+        "results_first_posted": rec.results_first_posted,
+        "countries": rec.countries,
         "brief_summary": rec.brief_summary,
         "url": rec.url,
         "content_hash": rec.content_hash,
@@ -166,20 +173,11 @@ def _child_rows(study_id: int, rec: StudyRecord) -> dict[str, list[dict[str, Any
     }
 
 
-def _as_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def existing_hashes(
     conn: Connection, registry: str, registry_ids: Sequence[str]
 ) -> dict[str, tuple[Any, ...]]:
-    """Stored (id, content_hash, *TRACKED_FIELDS) per registry id, for the ids that exist."""
+    """Stored (id, content_hash) per registry id, for the ids that exist."""
     cols = [STUDY.c.registry_id, STUDY.c.id, STUDY.c.content_hash]
-    cols += [STUDY.c[f] for f in TRACKED_FIELDS]
     out: dict[str, tuple[Any, ...]] = {}
     for chunk in _chunks(list(registry_ids)):
         stmt = select(*cols).where(
@@ -188,6 +186,46 @@ def existing_hashes(
         for row in conn.execute(stmt):
             out[row[0]] = tuple(row[1:])
     return out
+
+
+def keep_versions(
+    conn: Connection,
+    changes: Sequence[tuple[tuple[str, str], StudyRecord, tuple[Any, ...]]],
+    now: dt.datetime,
+    run_id: int | None,
+) -> None:
+    """Before changed studies are overwritten: keep each stored version in ``study_version``
+    and write one ``study_change`` row per tracked field that differs from the new record.
+
+    ``changes`` holds (key, new record, (study id, stored hash)). The stored raw is copied as
+    it is (already compressed). A stored version that no longer parses (a record stored by an
+    early build, or by a parser since fixed) is kept all the same; it just yields no events.
+    """
+    from sources import parse_raw  # sources import db; db needs them only here
+
+    new_of = {old[0]: rec for _, rec, old in changes}
+    versions: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    cols = (STUDY.c.id, STUDY.c.registry, STUDY.c.raw, STUDY.c.content_hash,
+            STUDY.c.last_update_posted, STUDY.c.last_changed_at, STUDY.c.last_changed_run_id)
+    for chunk in _chunks(list(new_of)):
+        for sid, registry, raw, digest, posted, seen, seen_run in conn.execute(
+                select(*cols).where(STUDY.c.id.in_(chunk))):
+            versions.append({"study_id": sid, "content_hash": digest, "raw": raw,
+                             "last_update_posted": posted, "seen_from": seen,
+                             "seen_until": now, "run_id": seen_run})
+            new = new_of[sid]
+            try:
+                old = parse_raw(registry, decompress(raw))
+            except Exception:  # noqa: BLE001 - any failure to read an old version: no events
+                continue
+            events += [{"study_id": sid, "field": name, "old_value": a, "new_value": b,
+                        "changed_at": now, "registry_date": new.last_update_posted,
+                        "run_id": run_id} for name, a, b in diff(old, new)]
+    if versions:
+        conn.execute(insert(StudyVersion.__table__), versions)
+    if events:
+        conn.execute(insert(StudyChange.__table__), events)
 
 
 def upsert_studies(
@@ -201,7 +239,8 @@ def upsert_studies(
     """Store ``records`` (one registry or several) in the caller's transaction.
 
     A record whose content hash equals the stored one is counted unchanged and not written. A
-    changed record is updated in place; its tracked fields' old values go to ``study_change``.
+    changed record is updated in place; the version it replaces is kept (``keep_versions``)
+    and the fields that differ go to ``study_change``.
     ``stored`` may carry ``existing_hashes`` rows the caller already read, keyed on
     (registry, registry_id), so they are not read twice (None: looked up, not stored). Raises
     ValueError for a record without a key.
@@ -240,6 +279,8 @@ def upsert_studies(
     if not to_write:
         return result
 
+    if changes:
+        keep_versions(conn, changes, now, run_id)
     stmt = _insert(conn, STUDY)
     update_cols = {
         c.name: stmt.excluded[c.name]
@@ -253,20 +294,7 @@ def upsert_studies(
     ids = [r[0] for r in conn.execute(stmt, rows)]
     id_of = {(rec.registry, rec.registry_id): sid for rec, sid in zip(to_write, ids, strict=True)}
 
-    history = []
-    changed_ids = []
-    for key, rec, old in changes:
-        sid = old[0]
-        changed_ids.append(sid)
-        for name, old_value in zip(TRACKED_FIELDS, old[2:], strict=True):
-            new_value = getattr(rec, name)
-            if old_value != new_value:
-                history.append({
-                    "study_id": sid, "field": name, "old_value": _as_text(old_value),
-                    "new_value": _as_text(new_value), "changed_at": now, "run_id": run_id,
-                })
-    if history:
-        conn.execute(StudyChange.__table__.insert(), history)
+    changed_ids = [old[0] for _, _, old in changes]
     if changed_ids:
         for table in CHILD_TABLES:
             for chunk in _chunks(changed_ids):
@@ -292,10 +320,10 @@ def upsert_studies(
 
 
 __all__ = [
-    "TRACKED_FIELDS",
     "UpsertResult",
     "compress",
     "decompress",
     "existing_hashes",
+    "keep_versions",
     "upsert_studies",
 ]

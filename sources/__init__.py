@@ -37,6 +37,45 @@ REGISTRY: dict[str, Callable[[Settings], Any]] = {
 }
 
 
+def _ctgov_raw(raw: bytes) -> Any:
+    from sources.clinicaltrials_gov import parse_study
+
+    return parse_study(raw)
+
+
+def _pubmed_raw(raw: bytes) -> Any:
+    from sources.pubmed import item_from_bytes, parse_item
+
+    return parse_item(item_from_bytes(raw))
+
+
+def _europepmc_raw(raw: bytes) -> Any:
+    import orjson
+
+    from sources.europepmc import parse_result
+
+    return parse_result(orjson.loads(raw))
+
+
+# name -> parse(stored raw bytes) -> normalised record: how a stored raw record (current or an
+# earlier version) is read again without the network, by ``tracker classify`` and the history.
+RAW_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "ctgov": _ctgov_raw,
+    "pubmed": _pubmed_raw,
+    "europepmc": _europepmc_raw,
+}
+
+
+def parse_raw(name: str, raw: bytes) -> Any:
+    """Normalise a stored raw record of source (registry) ``name``; raises ParseError when it
+    does not parse and ConfigError for a name no source has."""
+    try:
+        parser = RAW_PARSERS[name]
+    except KeyError:
+        raise ConfigError(f"no parser for stored records of {name!r}") from None
+    return parser(raw)
+
+
 def get_source(name: str, settings: Settings) -> Any:
     """Build the source called ``name``; raises ConfigError listing the valid names."""
     try:

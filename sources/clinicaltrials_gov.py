@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import simdjson
 
-from db.records import Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
+from db.records import Arm, Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
 from sources.base import Page, Window
 from tracker.config import SourceSettings
 from tracker.errors import FetchError, ParseError
@@ -144,6 +144,10 @@ def _full_date(struct: Any) -> dt.date | None:
     return None
 
 
+def _enum(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _strings(values: Any) -> list[str]:
     if not isinstance(values, list):
         return []
@@ -261,6 +265,23 @@ def parse_study(
         if isinstance(s, dict) and s.get("id")
     ]
 
+    arm_groups = [
+        Arm(label=label, type=_enum(a.get("type")), description=_text(a.get("description")),
+            interventions=_strings(a.get("interventionNames")))
+        for a in arms.get("armGroups") or [] if isinstance(a, dict)
+        if (label := _text(a.get("label")))
+    ]
+    outcomes_mod = proto.get("outcomesModule") or {}
+    primary_outcomes = [
+        m for o in (outcomes_mod.get("primaryOutcomes") or [] if isinstance(outcomes_mod, dict)
+                    else []) if isinstance(o, dict) and (m := _text(o.get("measure")))
+    ]
+    locations_mod = proto.get("contactsLocationsModule") or {}
+    countries = list(dict.fromkeys(
+        c for loc in (locations_mod.get("locations") or [] if isinstance(locations_mod, dict)
+                      else []) if isinstance(loc, dict) and (c := _text(loc.get("country")))
+    ))
+
     if raw is None:
         raw = orjson.dumps(study)
     return StudyRecord(
@@ -277,6 +298,7 @@ def parse_study(
         phase_raw="|".join(phases) if phases else None,
         status=ctgov_status(status_raw),
         status_raw=status_raw,
+        why_stopped=_text(status_mod.get("whyStopped")),
         conditions=_strings(conds.get("conditions")),
         keywords=_strings(conds.get("keywords")),
         mesh=_mesh(derived.get("conditionBrowseModule"), "condition")
@@ -292,6 +314,10 @@ def parse_study(
         primary_completion_date=_date(status_mod.get("primaryCompletionDateStruct")),
         completion_date=_date(status_mod.get("completionDateStruct")),
         has_results=study.get("hasResults") is True,
+        results_first_posted=_full_date(status_mod.get("resultsFirstPostDateStruct")),
+        arms=arm_groups,
+        primary_outcomes=primary_outcomes,
+        countries=countries,
         brief_summary=_text(desc.get("briefSummary")),
         detailed_description=_text(desc.get("detailedDescription")),
         eligibility=_text(elig.get("eligibilityCriteria")),

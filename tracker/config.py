@@ -107,6 +107,9 @@ class Settings:
     schedule: str = DEFAULT_SCHEDULE
     lock_wait: float = 0.0  # seconds a second update waits for the first; 0 = exit at once
     rules: str | None = None  # path to a custom classification rules file
+    # A trial is "completed but unreported" this many months after its primary completion
+    # with no results posted and no linked results paper (FDAAA's one-year floor).
+    unreported_months: int = 12
     config_file: str | None = None
 
     @property
@@ -146,7 +149,7 @@ def db_url_from(value: str) -> str:
 
 _TOP_KEYS = {
     "db", "contact_email", "pubmed_api_key", "timeout", "max_retries", "backoff_cap",
-    "overlap_days", "schedule", "lock_wait", "rules",
+    "overlap_days", "schedule", "lock_wait", "rules", "unreported_months",
 }
 _SOURCE_KEYS = {f.name for f in dataclasses.fields(SourceSettings)}
 
@@ -174,6 +177,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
         "TRACKER_SCHEDULE": "schedule",
         "TRACKER_LOCK_WAIT": "lock_wait",
         "TRACKER_RULES": "rules",
+        "TRACKER_UNREPORTED_MONTHS": "unreported_months",
     }
     for var, key in simple.items():
         if env.get(var) and key not in out:
@@ -207,6 +211,7 @@ def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
 _TOP_TYPES: dict[str, type] = {
     "db": str, "contact_email": str, "pubmed_api_key": str, "timeout": float, "max_retries": int,
     "backoff_cap": float, "overlap_days": int, "schedule": str, "lock_wait": float, "rules": str,
+    "unreported_months": int,
 }
 _SOURCE_TYPES: dict[str, type] = {
     "url": str, "query": str, "rate_per_second": float, "enabled": bool, "page_size": int,

@@ -206,8 +206,11 @@ def run_source(
     today: dt.date | None = None,
     progress: ProgressFn | None = None,
     rules: Any = None,
+    update_id: int | None = None,
 ) -> RunSummary:
     """Fetch, parse and store one window of ``source``; return what happened.
+
+    ``update_id`` is the ``update_run`` this source run belongs to (``tracker update``).
 
     A TrackerError stops the run: it is recorded in the run log and returned as a summary with
     ``outcome == "failed"``; pages stored before it stay stored and the watermark does not move.
@@ -222,7 +225,7 @@ def run_source(
         )
         run_id = conn.execute(
             RUN.insert().values(
-                source=source.name, started_at=started, outcome="running",
+                update_id=update_id, source=source.name, started_at=started, outcome="running",
                 window_start=window.since, window_end=window.until, full=window.full,
             )
         ).inserted_primary_key[0]

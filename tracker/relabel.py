@@ -7,7 +7,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
@@ -15,10 +14,7 @@ from db.labels import store_labels
 from db.models import Publication, PublicationSource, Quarantine, Study
 from db.quarantine import release
 from db.upsert import decompress
-from sources import get_source
-from sources.clinicaltrials_gov import parse_study
-from sources.europepmc import parse_result
-from sources.pubmed import item_from_bytes, parse_item
+from sources import get_source, parse_raw
 from tracker.classify import classify_publication, classify_study, load_rules
 from tracker.config import Settings
 from tracker.errors import ParseError
@@ -29,11 +25,6 @@ S = Study.__table__
 P = Publication.__table__
 SRC = PublicationSource.__table__
 Q = Quarantine.__table__
-STUDY_PARSERS = {"ctgov": parse_study}
-PAPER_PARSERS = {
-    "pubmed": lambda raw: parse_item(item_from_bytes(raw)),
-    "europepmc": lambda raw: parse_result(orjson.loads(raw)),
-}
 PAPER_PREFERENCE = ("pubmed", "europepmc")  # PubMed's labels win when a paper has both
 
 
@@ -67,7 +58,7 @@ def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
                 break
             labelled = []
             for sid, registry, raw, old in rows:
-                labels = classify_study(STUDY_PARSERS[registry](decompress(raw)), rules)
+                labels = classify_study(parse_raw(registry, decompress(raw)), rules)
                 labelled.append((sid, labels))
                 out.relevance_changed += old is not None and old != labels.msc_relevant
             store_labels(conn, S, "study", labelled, rules.fingerprint)
@@ -94,7 +85,7 @@ def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
                 if pid not in raws:
                     continue
                 source, raw = raws[pid]
-                labels = classify_publication(PAPER_PARSERS[source](decompress(raw)), rules)
+                labels = classify_publication(parse_raw(source, decompress(raw)), rules)
                 labelled.append((pid, labels))
                 out.relevance_changed += old is not None and old != labels.msc_relevant
             store_labels(conn, P, "publication", labelled, rules.fingerprint)

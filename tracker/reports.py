@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
 from db.models import (
     FetchRun,
+    UpdateRun,
     Publication,
     PublicationSource,
     PublicationTrial,
@@ -37,6 +38,7 @@ from tracker.taxonomy import CELL_SOURCES, CONDITION_GROUPS, ORIGINS, PHASES, PR
 
 S = Study.__table__
 RUN = FetchRun.__table__
+UPDATE = UpdateRun.__table__
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class StudyFilter:
 
     since: dt.date | None = None  # registry first-posted date on or after
     last_run: bool = False  # new to this database in its last update
+    last_run_changed: bool = False  # with last_run: changed in it counts too
+    unreported_before: str | None = None  # primary completion before this month, no results
     conditions: Sequence[str] = ()  # registry condition names containing this text
     groups: Sequence[str] = ()  # condition-group slugs
     phases: Sequence[str] = ()
@@ -109,6 +113,8 @@ def make_filter(
     origins: Sequence[str] = (),
     products: Sequence[str] = (),
     include_irrelevant: bool = False,
+    last_run_changed: bool = False,
+    unreported_before: str | None = None,
 ) -> StudyFilter:
     """Validate filter values from the CLI; raises ConfigError for an unknown value.
 
@@ -131,6 +137,8 @@ def make_filter(
         origins=_slugs(origins, ORIGINS, "--origin"),
         products=_slugs(products, PRODUCTS, "--product"),
         include_irrelevant=include_irrelevant,
+        last_run_changed=last_run_changed,
+        unreported_before=unreported_before,
     )
 
 
@@ -148,39 +156,57 @@ def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
     return clauses
 
 
-def last_run_threshold(conn: Connection) -> int | None:
-    """Run id after which studies count as "new in the last update".
+@dataclass(frozen=True)
+class LastUpdate:
+    """The last finished ``tracker update`` and the source runs that belong to it."""
 
-    That is every run since the successful run before the latest successful one, so studies a
-    failed run stored before the last success are not forgotten. None means "all runs".
-    """
-    ids = conn.execute(
-        select(RUN.c.id).where(RUN.c.outcome.in_(("ok", "partial"))).order_by(RUN.c.id.desc())
-        .limit(2)
-    ).scalars().all()
-    if not ids:
-        raise ConfigError("--last-run: this database has no successful update yet; run "
+    id: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    outcome: str
+    run_ids: tuple[int, ...]
+
+
+def last_update(conn: Connection) -> LastUpdate:
+    """The newest update that has finished (an update still running is not "the last
+    update" until it ends); raises ConfigError when there is none yet."""
+    row = conn.execute(select(UPDATE).where(UPDATE.c.outcome != "running").order_by(
+        UPDATE.c.id.desc()).limit(1)).mappings().first()
+    if row is None:
+        raise ConfigError("--last-run: this database has no finished update yet; run "
                           "`tracker update` first")
-    return ids[1] if len(ids) > 1 else None
+    runs = conn.execute(select(RUN.c.id).where(RUN.c.update_id == row["id"])).scalars().all()
+    return LastUpdate(row["id"], row["started_at"], row["finished_at"], row["outcome"],
+                      tuple(runs))
 
 
 def _window_clauses(
-    conn: Connection, table: Any, date_column: Any, since: dt.date | None, last_run: bool
+    conn: Connection, table: Any, date_column: Any, since: dt.date | None, last_run: bool,
+    changed: bool = False,
 ) -> list[Any]:
-    """"New since a date" or "new in the last update" for studies and papers alike."""
+    """"New since a date" or "new in the last update" (``changed``: or changed in it), for
+    studies and papers alike. The last update counts every source run it made, failed ones
+    included: what a failed source stored before it failed is new too."""
     clauses: list[Any] = []
     if since is not None:
         clauses.append(date_column >= since)
     if last_run:
-        threshold = last_run_threshold(conn)
-        clauses.append(table.c.first_seen_run_id.is_not(None))
-        if threshold is not None:
-            clauses.append(table.c.first_seen_run_id > threshold)
+        runs = last_update(conn).run_ids or (-1,)
+        new = table.c.first_seen_run_id.in_(runs)
+        clauses.append(or_(new, table.c.last_changed_run_id.in_(runs)) if changed else new)
     return clauses
 
 
 def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
-    clauses = _window_clauses(conn, S, S.c.first_posted, flt.since, flt.last_run)
+    clauses = _window_clauses(conn, S, S.c.first_posted, flt.since, flt.last_run,
+                              flt.last_run_changed)
+    return clauses + study_clauses(flt)
+
+
+def study_clauses(flt: StudyFilter) -> list[Any]:
+    """The label, phase, status, condition and unreported filters of ``flt`` on ``study``
+    (everything but the time window)."""
+    clauses: list[Any] = []
     if flt.phases:
         clauses.append(S.c.phase.in_(flt.phases))
     if flt.statuses:
@@ -193,7 +219,34 @@ def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
         alternatives = [func.lower(c.c.name).contains(term.lower(), autoescape=True)
                         for term in flt.conditions]
         clauses.append(exists().where(c.c.study_id == S.c.id, or_(*alternatives)))
+    if flt.unreported_before:
+        clauses.append(unreported_clause(flt.unreported_before))
     return clauses
+
+
+def unreported_cutoff(today: dt.date, months: int) -> str:
+    """The month (YYYY-MM) a primary completion must be before to count as overdue."""
+    index = today.year * 12 + today.month - 1 - months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def unreported_clause(cutoff: str) -> Any:
+    """Completed but unreported: the primary completion (registry date, month granularity)
+    lies before ``cutoff``, the registry shows no results, no registry reference is a RESULT
+    and no stored paper reports the trial. Withdrawn trials (they enrolled no one) are not."""
+    pt = PublicationTrial.__table__
+    sec = StudySecondaryId.__table__
+    ref = StudyReference.__table__
+    return and_(
+        S.c.primary_completion_date.is_not(None),
+        func.substr(S.c.primary_completion_date, 1, 7) < cutoff,
+        S.c.has_results.is_(False),
+        S.c.status != "WITHDRAWN",
+        ~exists().where(ref.c.study_id == S.c.id, ref.c.type == "RESULT"),
+        ~exists().where(pt.c.link_type == "reports", or_(
+            pt.c.registry_id == S.c.registry_id,
+            pt.c.registry_id.in_(select(sec.c.value).where(sec.c.study_id == S.c.id)))),
+    )
 
 
 def iso(value: Any) -> Any:
@@ -236,6 +289,7 @@ class Report:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     group_totals: Counter[str] = field(default_factory=Counter)
     papers: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)  # --last-run: changed studies
 
 
 UNCLASSIFIED = "(not classified)"
@@ -264,15 +318,35 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
             totals[g] += 1
     groups = sorted(totals, key=_group_order)
     phases = [p for p in PHASES if any(k[1] == p for k in counts)]
+    changed: list[dict[str, Any]] = []
     if flt.last_run:
         title = "New in the last update"
+        changed = changed_in_last_update(conn, flt)
     elif flt.since:
         title = f"New since {flt.since.isoformat()}"
     else:
         title = "All studies"
     papers = query_papers(conn, PaperFilter(
         since=flt.since, last_run=flt.last_run, labels=flt))
-    return Report(title, studies, groups, phases, dict(counts), totals, papers)
+    return Report(title, studies, groups, phases, dict(counts), totals, papers, changed)
+
+
+def changed_in_last_update(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
+    """Studies the last update changed (not new in it), each with its change events."""
+    from tracker.history import ChangeFilter, query_changes
+
+    run_ids = last_update(conn).run_ids or (-1,)
+    stmt = select(*[S.c[name] for name in LIST_COLUMNS]).where(
+        S.c.last_changed_run_id.in_(run_ids), S.c.first_seen_run_id.not_in(run_ids),
+        *study_clauses(flt)).order_by(S.c.registry_id)
+    rows = [{name: iso(v) for name, v in zip(LIST_COLUMNS, row, strict=True)}
+            for row in conn.execute(stmt)]
+    events: dict[str, list[dict[str, Any]]] = {}
+    for ev in query_changes(conn, ChangeFilter(last_run=True, labels=flt)):
+        events.setdefault(ev["registry_id"], []).append(ev)
+    for row in rows:
+        row["changes"] = events.get(row["registry_id"], [])
+    return rows
 
 
 def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
@@ -297,9 +371,26 @@ def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
     out["papers"] = study_papers(conn, sid, row["registry"], row["registry_id"])
     out["changes"] = [
         {k: iso(v) for k, v in r.items()}
-        for r in rows(StudyChange, "field", "old_value", "new_value", "changed_at")
+        for r in rows(StudyChange, "field", "old_value", "new_value", "registry_date",
+                      "changed_at")
     ]
     return out
+
+
+def unreported_status(conn: Connection, study_id: int, months: int,
+                      today: dt.date | None = None) -> dict[str, Any]:
+    """Whether one study is completed but unreported, and since when."""
+    cutoff = unreported_cutoff(today or dt.date.today(), months)
+    row = conn.execute(select(S.c.primary_completion_date).where(
+        S.c.id == study_id, unreported_clause(cutoff))).first()
+    if row is None:
+        return {"unreported": False}
+    done = row[0]
+    today = today or dt.date.today()
+    year, month = int(done[:4]), int(done[5:7]) if len(done) >= 7 else 12
+    return {"unreported": True, "primary_completion": done,
+            "months_since_primary_completion": (today.year - year) * 12 + today.month - month,
+            "threshold_months": months}
 
 
 def raw_record(conn: Connection, registry_id: str) -> dict[str, Any]:

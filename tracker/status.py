@@ -8,13 +8,30 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from db.models import FetchRun, Publication, Quarantine, SourceState, Study
+from db.models import FetchRun, Publication, Quarantine, SourceState, Study, UpdateRun
 from sources import REGISTRY
 from tracker.config import Settings
 from tracker.reports import iso
 
 RUN = FetchRun.__table__
 STATE = SourceState.__table__
+UPDATE = UpdateRun.__table__
+
+
+def last_update_status(conn: Any) -> dict[str, Any] | None:
+    """The newest update run (running or not) with each of its source runs under it."""
+    up = conn.execute(select(UPDATE).order_by(UPDATE.c.id.desc()).limit(1)).mappings().first()
+    if up is None:
+        return None
+    runs = conn.execute(select(RUN).where(RUN.c.update_id == up["id"]).order_by(
+        RUN.c.id)).mappings().all()
+    return {
+        "id": up["id"], "started_at": iso(up["started_at"]), "finished_at": iso(up["finished_at"]),
+        "outcome": up["outcome"], "error": up["error"],
+        "sources": [{"source": r["source"], "outcome": r["outcome"], "run_id": r["id"],
+                     **{k: r[k] for k in ("new", "changed", "unchanged", "rejected")},
+                     "error": r["error"]} for r in runs],
+    }
 
 
 def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | None = None) -> dict[str, Any]:
@@ -67,5 +84,6 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
             "quarantined": conn.execute(select(func.count()).select_from(
                 Quarantine.__table__)).scalar_one(),
         }
+        latest = last_update_status(conn)
     return {"database": settings.db, "healthy": healthy, "next_scheduled_run": iso(next_run),
-            "sources": sources, "counts": counts}
+            "last_update": latest, "sources": sources, "counts": counts}

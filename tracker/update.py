@@ -1,22 +1,28 @@
-"""``tracker update``: run every chosen source once, each in its own run, and report each."""
+"""``tracker update``: one update run, in which every chosen source runs once in its own
+source run; each is reported, and the update is recorded as a whole (``update_run``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
+
+from db.models import UpdateRun
 
 from sources import REGISTRY, get_source
 from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError
 from tracker.http import Http, make_client
-from tracker.pipeline import ProgressFn, RunSummary, run_source
+from tracker.pipeline import ProgressFn, RunSummary, run_source, utcnow
 
 log = logging.getLogger(__name__)
+UPDATE = UpdateRun.__table__
 
 
 def enabled_sources(settings: Settings, names: Sequence[str] | None = None) -> list[str]:
@@ -40,23 +46,61 @@ def run_update(
     progress: Callable[[str], ProgressFn] | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> list[RunSummary]:
-    """Run each source in turn. A failing source does not stop the others.
+    """Run each source in turn, all within one update run. A failing source does not stop
+    the others.
 
     Returns one summary per source; failed ones carry ``outcome == "failed"`` and ``error``.
+    The update run ends ``ok`` when every source did, ``failed`` when none stored its window
+    (or it was interrupted), else ``partial``; it is never left ``running``.
     """
     chosen = enabled_sources(settings, names)
     rules = load_rules(settings.rules)
     summaries: list[RunSummary] = []
-    with make_client(settings, transport=transport) as client:
-        http = Http(client, settings)
-        for name in chosen:
-            source = get_source(name, settings)
-            summary = run_source(
-                engine, source, http, overlap_days=settings.overlap_days, full=full,
-                since=since, progress=progress(name) if progress else None, rules=rules,
-            )
-            summaries.append(summary)  # a failure is reported once, by the caller
+    update_id = start_update(engine, chosen, full=full)
+    outcome, error = "failed", "interrupted before every source had run"
+    try:
+        with make_client(settings, transport=transport) as client:
+            http = Http(client, settings)
+            for name in chosen:
+                source = get_source(name, settings)
+                summary = run_source(
+                    engine, source, http, overlap_days=settings.overlap_days, full=full,
+                    since=since, progress=progress(name) if progress else None, rules=rules,
+                    update_id=update_id,
+                )
+                summaries.append(summary)  # a failure is reported once, by the caller
+        outcome, error = update_outcome(summaries)
+    finally:
+        finish_update(engine, update_id, outcome, error)
     return summaries
 
 
-__all__ = ["enabled_sources", "run_update"]
+def update_outcome(summaries: Sequence[RunSummary]) -> tuple[str, str | None]:
+    """The outcome of an update from its source runs', and the first error."""
+    outcomes = {s.outcome for s in summaries}
+    errors = [f"{s.source}: {s.error}" if not s.error.startswith(s.source) else s.error
+              for s in summaries if s.error]
+    if not summaries or outcomes == {"ok"}:
+        return "ok", None
+    if outcomes == {"failed"}:
+        return "failed", errors[0] if errors else None
+    return "partial", errors[0] if errors else None
+
+
+def start_update(engine: Engine, sources: Sequence[str], *, full: bool = False) -> int:
+    """Record the start of an update run; its id."""
+    with engine.begin() as conn:
+        return int(conn.execute(UPDATE.insert().values(
+            started_at=utcnow(), outcome="running", sources=list(sources), full=full,
+            pid=os.getpid(),
+        )).inserted_primary_key[0])
+
+
+def finish_update(engine: Engine, update_id: int, outcome: str, error: str | None) -> None:
+    """Record how an update run ended."""
+    with engine.begin() as conn:
+        conn.execute(update(UPDATE).where(UPDATE.c.id == update_id).values(
+            finished_at=utcnow(), outcome=outcome, error=error))
+
+
+__all__ = ["enabled_sources", "finish_update", "run_update", "start_update", "update_outcome"]

@@ -70,7 +70,9 @@ def test_changed_study_updates_in_place_and_keeps_history(engine: Engine, studie
     fields = {h["field"]: (h["old_value"], h["new_value"]) for h in hist}
     assert fields["status"] == (old_status, "TERMINATED")
     assert fields["enrollment"][1] == "7"
-    assert set(fields) == {"status", "enrollment"}
+    assert fields["conditions"][1] == '["Knee Osteoarthritis"]'
+    assert set(fields) == {"status", "enrollment", "conditions"}
+    assert all(h["registry_date"] is not None for h in hist)
     assert all(h["study_id"] == row["id"] and h["run_id"] == 2 for h in hist)
     assert _count(engine, Study) == len(studies_json)
 
