@@ -8,10 +8,14 @@ line to stderr and exit 1; a bad option exits 2 (Typer's usage error).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import logging
 import sys
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,6 +90,63 @@ StatusOpt = Annotated[
     typer.Option("--status", "-s", help="Canonical status, e.g. RECRUITING (repeatable).",
                  show_default=False),
 ]
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """The label filters every listing shares (``label_options``), as given on the line."""
+
+    condition: list[str] | None = None
+    phase: list[str] | None = None
+    status: list[str] | None = None
+    cell_source: list[str] | None = None
+    origin: list[str] | None = None
+    product: list[str] | None = None
+    include_irrelevant: bool = False
+
+    def filter(self, **window: Any) -> Any:
+        """A validated ``StudyFilter`` for these options plus ``window`` (since, last_run, ...)."""
+        from tracker.reports import make_filter
+
+        return make_filter(conditions=self.condition or (), phases=self.phase or (),
+                           statuses=self.status or (), cell_sources=self.cell_source or (),
+                           origins=self.origin or (), products=self.product or (),
+                           include_irrelevant=self.include_irrelevant, **window)
+
+
+_LABEL_OPTIONS: dict[str, Any] = {
+    "condition": ConditionOpt, "phase": PhaseOpt, "status": StatusOpt,
+    "cell_source": CellSourceOpt, "origin": OriginOpt, "product": ProductOpt,
+    "include_irrelevant": IrrelevantOpt,
+}
+
+
+def label_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the shared label filters (as sqlite-utils shares ``output_options``):
+    the command declares one ``labels: LabelOptions`` parameter and receives them in it."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    sig = inspect.signature(func)
+    sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                  for p in sig.parameters.values()])
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                               default=False if name == "include_irrelevant" else None,
+                               annotation=annotation)
+             for name, annotation in _LABEL_OPTIONS.items()]
+    params = [p for p in sig.parameters.values() if p.name != "labels"]
+    at = next((i for i, p in enumerate(params) if p.name in ("fmt", "db", "output")),
+              len(params))
+    params[at:at] = extra
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        kwargs["labels"] = LabelOptions(**{name: kwargs.pop(name) for name in _LABEL_OPTIONS})
+        return func(**kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer reads the signature above, not the wrapped function's
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -267,35 +328,28 @@ def schedule(db: DbOpt = None) -> None:
 
 
 @app.command()
+@label_options
 def report(
+    labels: LabelOptions,
     since: SinceOpt = None,
     last_run: LastRunOpt = False,
-    condition: ConditionOpt = None,
-    phase: PhaseOpt = None,
-    status: StatusOpt = None,
-    cell_source: CellSourceOpt = None,
-    origin: OriginOpt = None,
-    product: ProductOpt = None,
-    include_irrelevant: IrrelevantOpt = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
-    """What is new: a condition-by-phase table and the list of new studies under it.
+    """What is new: a condition-by-phase table and the list of new studies under it, then the
+    new papers; with --last-run also the studies the last update changed.
 
     Without --since or --last-run, covers studies first posted in the last 30 days.
     """
     from tracker.render import FORMATS, render_report
-    from tracker.reports import LIST_COLUMNS, build_report, make_filter
+    from tracker.reports import LIST_COLUMNS, build_report
 
     with errors():
         fmt = check_format(fmt, FORMATS)
         since_date = parse_date(since, "--since")
         if since_date is None and not last_run:
             since_date = dt.date.today() - dt.timedelta(days=30)
-        flt = make_filter(since=since_date, last_run=last_run, conditions=condition or (),
-                          phases=phase or (), statuses=status or (),
-                          cell_sources=cell_source or (), origins=origin or (),
-                          products=product or (), include_irrelevant=include_irrelevant)
+        flt = labels.filter(since=since_date, last_run=last_run)
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
             rep = build_report(conn, flt)
@@ -303,34 +357,199 @@ def report(
 
 
 @app.command()
+@label_options
 def studies(
+    labels: LabelOptions,
     since: SinceOpt = None,
-    last_run: LastRunOpt = False,
-    condition: ConditionOpt = None,
-    phase: PhaseOpt = None,
-    status: StatusOpt = None,
-    cell_source: CellSourceOpt = None,
-    origin: OriginOpt = None,
-    product: ProductOpt = None,
-    include_irrelevant: IrrelevantOpt = False,
+    last_run: Annotated[bool, typer.Option(
+        "--last-run", help="Only studies the last update stored as new or changed.")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The studies as the registry showed them on this date (YYYY-MM-DD), "
+        "rebuilt from the versions kept.", show_default=False)] = None,
+    unreported: Annotated[bool, typer.Option(
+        "--unreported", help="Only trials completed but unreported: primary completion more "
+        "than `unreported_months` (default 12) ago, no results posted, no results paper.")]
+    = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
     """List every study matching the filters (all studies when none are given)."""
     from tracker.render import FORMATS, render_studies
-    from tracker.reports import LIST_COLUMNS, make_filter, query_studies
+    from tracker.reports import LIST_COLUMNS, unreported_cutoff
 
     with errors():
         fmt = check_format(fmt, FORMATS)
-        flt = make_filter(since=parse_date(since, "--since"), last_run=last_run,
-                          conditions=condition or (), phases=phase or (),
-                          statuses=status or (), cell_sources=cell_source or (),
-                          origins=origin or (), products=product or (),
-                          include_irrelevant=include_irrelevant)
+        as_of_date = parse_date(as_of, "--as-of")
+        if as_of_date and (last_run or unreported):
+            raise ConfigError("--as-of goes with the label filters and --since only")
+        settings = settings_for(db)
+        cutoff = unreported_cutoff(dt.date.today(), settings.unreported_months) \
+            if unreported else None
+        flt = labels.filter(since=parse_date(since, "--since"), last_run=last_run,
+                            last_run_changed=last_run, unreported_before=cutoff)
+        engine = open_db(settings)
+        with engine.connect() as conn:
+            if as_of_date:
+                from tracker.classify import load_rules
+                from tracker.history import studies_as_of
+
+                rows = studies_as_of(conn, flt, as_of_date, load_rules(settings.rules))
+                if flt.since:
+                    rows = [r for r in rows if (r["first_posted"] or "") >= flt.since.isoformat()]
+            else:
+                from tracker.reports import query_studies
+
+                rows = query_studies(conn, flt)
+        typer.echo(render_studies(rows, fmt, LIST_COLUMNS), nl=False)
+
+
+@app.command()
+@label_options
+def changes(
+    labels: LabelOptions,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only changes the tracker saw on or after this date (YYYY-MM-DD).",
+        show_default=False)] = None,
+    last_run: Annotated[bool, typer.Option(
+        "--last-run", help="Only changes the last update stored.")] = False,
+    field: Annotated[list[str] | None, typer.Option(
+        "--field", help="Only these fields (repeatable or comma-separated): status, "
+        "why_stopped, phase, enrollment, enrollment_type, start_date, primary_completion_date, "
+        "completion_date, has_results, results_first_posted, conditions, interventions, arms, "
+        "primary_outcomes, sponsor, countries, title.", show_default=False)] = None,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """List what changed in the stored studies, field by field, newest first: old and new
+    value, the registry's update date and when the tracker saw it.
+
+    Without --since or --last-run, covers the last 30 days.
+    """
+    from tracker.history import ChangeFilter, check_fields, query_changes
+    from tracker.render import FORMATS, render_changes
+
+    with errors():
+        fmt = check_format(fmt, FORMATS)
+        since_date = parse_date(since, "--since")
+        if since_date and last_run:
+            raise ConfigError("use either --since or --last-run, not both")
+        if since_date is None and not last_run:
+            since_date = dt.date.today() - dt.timedelta(days=30)
+        flt = ChangeFilter(since=since_date, last_run=last_run,
+                           fields=check_fields(field or []), labels=labels.filter())
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
-            rows = query_studies(conn, flt)
-        typer.echo(render_studies(rows, fmt, LIST_COLUMNS), nl=False)
+            rows = query_changes(conn, flt)
+        typer.echo(render_changes(rows, fmt), nl=False)
+
+
+OutputOpt = Annotated[
+    str | None, typer.Option("--output", "-o", help="Write to this file instead of standard "
+                             "output (written whole, then moved into place).",
+                             show_default=False),
+]
+
+
+def _write_output(text: str | bytes, output: str | None) -> None:
+    """Print ``text``, or write it to ``output`` atomically (a reader never sees half)."""
+    if output is None:
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
+        else:
+            typer.echo(text, nl=False)
+        return
+    target = Path(output).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--output {output} is a directory; give a file name")
+    if not target.parent.exists():
+        raise ConfigError(f"--output {output}: folder {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.tmp")
+    data = text.encode() if isinstance(text, str) else text
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+
+
+def _digest_data(conn: Any, labels: LabelOptions, since: str | None, last_run: bool,
+                 settings: Settings) -> dict[str, Any]:
+    from tracker.digest import build_digest
+
+    since_date = parse_date(since, "--since")
+    if since_date and last_run:
+        raise ConfigError("use either --since or --last-run, not both")
+    return build_digest(conn, since=since_date, last_run=last_run, labels=labels.filter(),
+                        unreported_months=settings.unreported_months)
+
+
+@app.command()
+@label_options
+def digest(
+    labels: LabelOptions,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="The period starts on this date (YYYY-MM-DD; default: 7 days ago).",
+        show_default=False)] = None,
+    last_run: Annotated[bool, typer.Option(
+        "--last-run", help="The period is the last update.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, html or json.")]
+    = "markdown",
+    output: OutputOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """The editor's "latest advancements": new MSC trials by condition and phase, notable
+    changes ranked by importance, papers reporting results of tracked trials, other new
+    papers, trials completed but unreported, and charts (HTML: one self-contained file)."""
+    with errors():
+        fmt = check_format(fmt, ("markdown", "html", "json"))
+        settings = settings_for(db)
+        engine = open_db(settings)
+        with engine.connect() as conn:
+            data = _digest_data(conn, labels, since, last_run, settings)
+        if fmt == "json":
+            from tracker.render import to_json
+
+            text = to_json(data) + "\n"
+        else:
+            from tracker.digest_render import render_html, render_markdown
+
+            text = render_html(data) if fmt == "html" else render_markdown(data)
+        _write_output(text, output)
+
+
+@app.command()
+@label_options
+def feed(
+    labels: LabelOptions,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Entries from this date on (YYYY-MM-DD; default: 30 days ago).",
+        show_default=False)] = None,
+    last_run: Annotated[bool, typer.Option(
+        "--last-run", help="Entries of the last update only.")] = False,
+    feed_url: Annotated[str | None, typer.Option(
+        "--feed-url", help="The URL the feed will be published at (its rel=self link).",
+        show_default=False)] = None,
+    output: OutputOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """An Atom feed of new MSC trials, notable changes and new papers (one entry each, with
+    stable ids), for a feed reader; filters make a feed per condition, phase, source..."""
+    from tracker.feed import build_feed
+
+    with errors():
+        settings = settings_for(db)
+        engine = open_db(settings)
+        if since is None and not last_run:
+            since = (dt.date.today() - dt.timedelta(days=30)).isoformat()
+        with engine.connect() as conn:
+            data = _digest_data(conn, labels, since, last_run, settings)
+        try:
+            xml = build_feed(data, feed_url=feed_url)
+        except ValueError as exc:
+            raise ConfigError(f"--feed-url: {exc}") from None
+        _write_output(xml, output)
 
 
 @app.command()
@@ -382,22 +601,34 @@ def show(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     raw: Annotated[bool, typer.Option("--raw", help="Print the registry's own record "
                                       "as stored.")] = False,
+    timeline: Annotated[bool, typer.Option("--timeline", help="A study's history from first "
+                                           "sight to now, field by field.")] = False,
     db: DbOpt = None,
 ) -> None:
     """Show one study (fields, secondary ids, linked papers, change history) or one paper
     (fields, listings, linked trials)."""
-    from tracker.render import render_detail, to_json
+    from tracker.render import render_detail, render_timeline, to_json
     from tracker.reports import paper_detail, raw_record, study_detail
 
     with errors():
         fmt = check_format(fmt, ("table", "json"))
-        engine = open_db(settings_for(db))
+        settings = settings_for(db)
+        engine = open_db(settings)
         is_study = record_id.strip().upper().startswith("NCT")
+        if timeline and not is_study:
+            raise ConfigError("--timeline is for studies (e.g. NCT01234567)")
         with engine.connect() as conn:
             if raw and is_study:
                 typer.echo(to_json(raw_record(conn, record_id)))
                 return
-            detail = study_detail(conn, record_id) if is_study else paper_detail(conn, record_id)
+            if timeline:
+                from tracker.history import timeline as study_timeline
+
+                typer.echo(render_timeline(study_timeline(conn, record_id), fmt), nl=False)
+                return
+            detail = study_detail(conn, record_id,
+                                  unreported_months=settings.unreported_months) \
+                if is_study else paper_detail(conn, record_id)
         typer.echo(render_detail(detail, fmt), nl=False)
 
 

@@ -261,8 +261,9 @@ def iso(value: Any) -> Any:
 LIST_COLUMNS = (
     "registry", "registry_id", "title", "phase", "status", "conditions", "msc_relevant",
     "condition_groups", "cell_sources", "origins", "products", "study_type", "enrollment",
-    "sponsor", "first_posted", "last_update_posted", "start_date", "completion_date",
-    "has_results", "first_seen_at", "last_changed_at", "url",
+    "sponsor", "first_posted", "last_update_posted", "start_date", "primary_completion_date",
+    "completion_date", "has_results", "results_first_posted", "why_stopped", "countries",
+    "first_seen_at", "last_changed_at", "url",
 )
 
 
@@ -349,8 +350,10 @@ def changed_in_last_update(conn: Connection, flt: StudyFilter) -> list[dict[str,
     return rows
 
 
-def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
-    """Everything stored about one study; raises NotFoundError for an unknown id."""
+def study_detail(conn: Connection, registry_id: str, *,
+                 unreported_months: int = 12) -> dict[str, Any]:
+    """Everything stored about one study, with whether it is completed but unreported;
+    raises NotFoundError for an unknown id."""
     rid = registry_id.strip().upper()
     row = conn.execute(select(S).where(S.c.registry_id == rid)).mappings().first()
     if row is None:
@@ -374,6 +377,7 @@ def study_detail(conn: Connection, registry_id: str) -> dict[str, Any]:
         for r in rows(StudyChange, "field", "old_value", "new_value", "registry_date",
                       "changed_at")
     ]
+    out["unreported"] = unreported_status(conn, sid, unreported_months)
     return out
 
 
