@@ -17,7 +17,7 @@ from db.models import UpdateRun
 from sources import REGISTRY, get_source
 from tracker.classify import load_rules
 from tracker.config import Settings
-from tracker.errors import ConfigError
+from tracker.errors import ConfigError, one_line
 from tracker.http import Http, make_client
 from tracker.pipeline import ProgressFn, RunSummary, run_source, utcnow
 
@@ -57,7 +57,7 @@ def run_update(
     rules = load_rules(settings.rules)
     summaries: list[RunSummary] = []
     update_id = start_update(engine, chosen, full=full)
-    outcome, error = "failed", "interrupted before every source had run"
+    outcome, error = "failed", "stopped before every source had run"
     try:
         with make_client(settings, transport=transport) as client:
             http = Http(client, settings)
@@ -70,6 +70,12 @@ def run_update(
                 )
                 summaries.append(summary)  # a failure is reported once, by the caller
         outcome, error = update_outcome(summaries)
+    except KeyboardInterrupt:
+        outcome, error = _stopped(summaries, "interrupted before every source had run")
+        raise
+    except Exception as exc:
+        outcome, error = _stopped(summaries, one_line(str(exc)) or type(exc).__name__)
+        raise
     finally:
         finish_update(engine, update_id, outcome, error)
     return summaries
@@ -85,6 +91,12 @@ def update_outcome(summaries: Sequence[RunSummary]) -> tuple[str, str | None]:
     if outcomes == {"failed"}:
         return "failed", errors[0] if errors else None
     return "partial", errors[0] if errors else None
+
+
+def _stopped(summaries: Sequence[RunSummary], why: str) -> tuple[str, str]:
+    """An update that stopped early: partial if a source stored its window, else failed."""
+    done = any(s.outcome in ("ok", "partial") for s in summaries)
+    return ("partial" if done else "failed"), why
 
 
 def start_update(engine: Engine, sources: Sequence[str], *, full: bool = False) -> int:
