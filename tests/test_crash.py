@@ -104,7 +104,8 @@ def test_sigkill_mid_window_then_rerun_equals_fault_free(
         assert after["quarantine"] == []
         assert state(db, "ctgov")["watermark"] == state(base_db, "ctgov")["watermark"]
         killed_again, finished = runs(db, "ctgov")
-        assert killed_again["outcome"] == "running"
+        # The next update, holding the lock, closes the dead run: never left running.
+        assert killed_again["outcome"] == "failed" and "killed" in killed_again["error"]
         assert finished["outcome"] == "ok" and finished["fetched"] == N_STUDIES
         with closing(sqlite3.connect(db)) as conn:
             dupes = conn.execute("SELECT registry_id FROM study GROUP BY registry, registry_id "

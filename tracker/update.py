@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from db.models import UpdateRun
+from db.models import FetchRun, UpdateRun
 
 from sources import REGISTRY, get_source
 from tracker.classify import load_rules
@@ -23,6 +23,7 @@ from tracker.pipeline import ProgressFn, RunSummary, run_source, utcnow
 
 log = logging.getLogger(__name__)
 UPDATE = UpdateRun.__table__
+RUN = FetchRun.__table__
 
 
 def enabled_sources(settings: Settings, names: Sequence[str] | None = None) -> list[str]:
@@ -99,9 +100,22 @@ def _stopped(summaries: Sequence[RunSummary], why: str) -> tuple[str, str]:
     return ("partial" if done else "failed"), why
 
 
+STALE = ("the run ended without recording how (the process was killed or the machine "
+         "stopped); what it stored is kept and the next run repeated its window")
+
+
 def start_update(engine: Engine, sources: Sequence[str], *, full: bool = False) -> int:
-    """Record the start of an update run; its id."""
+    """Record the start of an update run; its id.
+
+    The caller holds the update lock, so any update or source run still marked running was
+    left so by a process that died (SIGKILL, power loss): it is closed as failed first.
+    """
     with engine.begin() as conn:
+        now = utcnow()
+        conn.execute(update(UPDATE).where(UPDATE.c.outcome == "running").values(
+            outcome="failed", finished_at=now, error=STALE))
+        conn.execute(update(RUN).where(RUN.c.outcome == "running").values(
+            outcome="failed", finished_at=now, error=STALE))
         return int(conn.execute(UPDATE.insert().values(
             started_at=utcnow(), outcome="running", sources=list(sources), full=full,
             pid=os.getpid(),
