@@ -226,15 +226,15 @@ def test_status_shows_the_update_and_its_sources(two_nights: Any) -> None:
 
 def test_digest_ranks_what_matters(two_nights: Any) -> None:
     data = json.loads(_run(["digest", "--last-run", "-f", "json"], two_nights))
-    kinds = [(c["id"], c["change_kind"]) for c in data["changes"]]
-    assert kinds == [
-        ("NCT05167721", "results_posted"),
-        ("NCT05167721", "completed"),
-        ("NCT05152160", "stopped"),
-        ("NCT05182034", "started_recruiting"),
-        ("NCT05167721", "completion_moved"),
-        ("NCT05160831", "enrollment_changed"),
+    kinds = [(c["id"], c["change_kinds"]) for c in data["changes"]]
+    assert kinds == [  # one item per study version, ranked by its most important change
+        ("NCT05167721", ["results_posted", "completed", "completion_moved"]),
+        ("NCT05152160", ["stopped"]),
+        ("NCT05182034", ["started_recruiting"]),
+        ("NCT05160831", ["enrollment_changed"]),
     ]
+    assert data["changes"][0]["why"].startswith("Results posted")
+    assert "moved from 2025-12-30 to 2026-09-30" in data["changes"][0]["why"]
     stopped = next(c for c in data["changes"] if c["change_kind"] == "stopped")
     assert "Sponsor decision <b>funding</b>" in stopped["why"]
     trials = [i["id"] for g in data["new_trials"] for i in g["items"]]
@@ -266,7 +266,7 @@ def test_feed_is_valid_and_stable(two_nights: Any, tmp_path: Path) -> None:
     assert validate_atom(one.read_bytes()) == []
     ids = [e.id for e in parsed.entries]
     assert ids == [e.id for e in feedparser.parse(two.read_bytes()).entries]
-    assert len(ids) == len(set(ids)) == 1 + 6 + 1  # new trial, notable changes, results paper
+    assert len(ids) == len(set(ids)) == 1 + 4 + 1  # new trial, changed trials, results paper
     assert all(e.updated.startswith(TODAY) for e in parsed.entries)
     osteo = feedparser.parse(_run(["feed", "--last-run", "--condition", "osteoarthritis"],
                                   two_nights).encode())

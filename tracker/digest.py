@@ -290,7 +290,11 @@ def _why(kind: str, event: dict[str, Any], reason: str | None) -> str:
 
 
 def rank_changes(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Notable changes as digest items, most important first, one per study and kind."""
+    """Notable changes as digest items, most important first.
+
+    One item per study version (a study and the registry date of the update that changed it)
+    with every notable kind of that version, ranked by its most important kind; ties keep the
+    newest first. ``why`` says each kind in rank order."""
     if not events:
         return []
     ids = sorted({e["registry_id"] for e in events})
@@ -301,28 +305,33 @@ def rank_changes(conn: Connection, events: list[dict[str, Any]]) -> list[dict[st
     for i in range(0, len(ids), 500):
         for row in conn.execute(select(*cols).where(S.c.registry_id.in_(ids[i : i + 500]))):
             info[row[0]] = dict(row._mapping)
-    reasons = {e["registry_id"]: e["new_value"] for e in events if e["field"] == "why_stopped"}
-    seen: set[tuple[str, str]] = set()
-    items = []
+    reasons = {(e["registry_id"], e["seen_at"]): e["new_value"] for e in events
+               if e["field"] == "why_stopped"}
+    versions: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
     for e in events:  # newest first already
         study = info.get(e["registry_id"], {})
         kind = change_kind(e, study.get("phase"))
-        if kind is None or (e["registry_id"], kind) in seen:
+        if kind is None:
             continue
-        seen.add((e["registry_id"], kind))
-        reason = reasons.get(e["registry_id"]) or study.get("why_stopped")
-        item = _study_item({**study, "title": e["title"], "url": e["url"],
-                            "registry_id": e["registry_id"],
-                            "snippet": _snippet(study.get("brief_summary")),
-                            "msc_relevant": e.get("msc_relevant")},
-                           _why(kind, e, reason),
-                           f"change:{e['registry_id']}:{e['field']}:"
-                           f"{e['registry_date'] or e['seen_at']}:"
-                           f"{e['old_value']}>{e['new_value']}")
-        item.update(date=e["registry_date"] or (e["seen_at"] or "")[:10] or None,
-                    change_kind=kind, field=e["field"], old=e["old_words"],
-                    new=e["new_words"], seen_at=e["seen_at"],
-                    reason=reason if kind == "stopped" else None)
+        found = versions.setdefault((e["registry_id"], e["seen_at"]), [])
+        if kind not in {k for k, _ in found}:
+            found.append((kind, e))
+    items = []
+    for (rid, seen), found in versions.items():
+        found.sort(key=lambda ke: CHANGE_RANK.index(ke[0]))
+        kind, first = found[0]
+        study = info.get(rid, {})
+        reason = reasons.get((rid, seen)) or study.get("why_stopped")
+        date = first["registry_date"] or (seen or "")[:10] or None
+        why = "; ".join(_why(k, e, reason) for k, e in found)
+        item = _study_item({**study, "title": first["title"], "url": first["url"],
+                            "registry_id": rid, "snippet": _snippet(study.get("brief_summary")),
+                            "msc_relevant": first.get("msc_relevant")}, why,
+                           f"change:{rid}:{date}:{'+'.join(k for k, _ in found)}")
+        item.update(date=date, change_kind=kind, change_kinds=[k for k, _ in found],
+                    field=first["field"], old=first["old_words"], new=first["new_words"],
+                    seen_at=seen, reason=reason if any(k == "stopped" for k, _ in found)
+                    else None)
         items.append(item)
     items.sort(key=lambda it: CHANGE_RANK.index(it["change_kind"]))  # stable: newest first
     return items
