@@ -39,6 +39,7 @@ runner = CliRunner()
 FULL = Path(__file__).parent / "fixtures" / "ctgov_full"
 TODAY = dt.date.today().isoformat()
 NEW_TRIAL = "NCT09999901"
+HOSTILE = "NCT09999902"  # crafted: a real record whose title carries markup
 RESULTS_PMID = "39999901"
 
 
@@ -132,9 +133,14 @@ def two_nights(tmp_path_factory: pytest.TempPathFactory) -> Any:
         bmac = next(s for s in msc if "NCT05193877" in json.dumps(s["protocolSection"][
             "identificationModule"]))
         srv.ctgov_studies.append(clone_study(bmac, NEW_TRIAL, TODAY, TODAY))
+        # Crafted from the real NCT05160831: its brief title prefixed with a script element.
+        hostile = clone_study(msc[1], HOSTILE, TODAY, TODAY)
+        ident = hostile["protocolSection"]["identificationModule"]
+        ident["briefTitle"] = "<script>alert(1)</script> " + ident["briefTitle"]
+        srv.ctgov_studies.append(hostile)
         srv.pubmed_articles.append(results_article())
         second = _run(["update"], env)
-        assert "ctgov: 1 new, 4 changed" in second, second
+        assert "ctgov: 2 new, 4 changed" in second, second
         assert "pubmed: 1 new" in second, second
         yield env
 
@@ -193,6 +199,7 @@ def test_as_of_rebuilds_the_earlier_version(two_nights: Any) -> None:
     now = {s["registry_id"]: s for s in json.loads(_run(
         ["studies", "-f", "json", "--include-irrelevant"], two_nights))}
     assert NEW_TRIAL in now and NEW_TRIAL not in then  # first posted today
+    assert HOSTILE in now and HOSTILE not in then
     assert then["NCT05182034"]["status"] == "NOT_YET_RECRUITING"
     assert now["NCT05182034"]["status"] == "RECRUITING"
     assert then["NCT05160831"]["enrollment"] == 50 and now["NCT05160831"]["enrollment"] == 80
@@ -205,7 +212,7 @@ def test_as_of_rebuilds_the_earlier_version(two_nights: Any) -> None:
 
 def test_report_last_run_counts_every_source_of_the_update(two_nights: Any) -> None:
     rep = json.loads(_run(["report", "--last-run", "-f", "json"], two_nights))
-    assert [s["registry_id"] for s in rep["studies"]] == [NEW_TRIAL]
+    assert sorted(s["registry_id"] for s in rep["studies"]) == [NEW_TRIAL, HOSTILE]
     every = json.loads(_run(["report", "--last-run", "-f", "json", "--include-irrelevant"],
                             two_nights))
     assert {p["pmid"] for p in every["papers"]} == {RESULTS_PMID}  # pubmed ran after ctgov
@@ -213,7 +220,7 @@ def test_report_last_run_counts_every_source_of_the_update(two_nights: Any) -> N
         "NCT05182034", "NCT05167721", "NCT05152160", "NCT05160831"}
     listed = json.loads(_run(["studies", "--last-run", "-f", "json"], two_nights))
     assert {s["registry_id"] for s in listed} == {
-        NEW_TRIAL, "NCT05182034", "NCT05167721", "NCT05152160", "NCT05160831"}
+        NEW_TRIAL, HOSTILE, "NCT05182034", "NCT05167721", "NCT05152160", "NCT05160831"}
 
 
 def test_status_shows_the_update_and_its_sources(two_nights: Any) -> None:
@@ -221,7 +228,7 @@ def test_status_shows_the_update_and_its_sources(two_nights: Any) -> None:
     last = data["last_update"]
     assert last["outcome"] == "ok" and [s["source"] for s in last["sources"]] == [
         "ctgov", "pubmed"]
-    assert last["sources"][0]["new"] == 1 and last["sources"][0]["changed"] == 4
+    assert last["sources"][0]["new"] == 2 and last["sources"][0]["changed"] == 4
 
 
 def test_digest_ranks_what_matters(two_nights: Any) -> None:
@@ -238,7 +245,7 @@ def test_digest_ranks_what_matters(two_nights: Any) -> None:
     stopped = next(c for c in data["changes"] if c["change_kind"] == "stopped")
     assert "Sponsor decision <b>funding</b>" in stopped["why"]
     trials = [i["id"] for g in data["new_trials"] for i in g["items"]]
-    assert trials == [NEW_TRIAL]
+    assert sorted(trials) == [NEW_TRIAL, HOSTILE]
     assert data["new_trials"][0]["group"] == "osteoarthritis"
     assert [p["id"] for p in data["results_papers"]] == [f"PMID:{RESULTS_PMID}"]
     assert data["results_papers"][0]["trials"] == ["NCT05167721"]
@@ -266,8 +273,33 @@ def test_feed_is_valid_and_stable(two_nights: Any, tmp_path: Path) -> None:
     assert validate_atom(one.read_bytes()) == []
     ids = [e.id for e in parsed.entries]
     assert ids == [e.id for e in feedparser.parse(two.read_bytes()).entries]
-    assert len(ids) == len(set(ids)) == 1 + 4 + 1  # new trial, changed trials, results paper
+    assert len(ids) == len(set(ids)) == 2 + 4 + 1  # new trials, changed trials, results paper
     assert all(e.updated.startswith(TODAY) for e in parsed.entries)
     osteo = feedparser.parse(_run(["feed", "--last-run", "--condition", "osteoarthritis"],
                                   two_nights).encode())
     assert {e.id for e in osteo.entries} < set(ids)
+
+
+def test_digest_html_in_a_real_browser(two_nights: Any, tmp_path: Path) -> None:
+    """The HTML the CLI wrote, in headless Chromium at phone and desktop widths: charts drawn,
+    nothing fetched, no console error, the crafted <script> title shown as text."""
+    from browser import browser, open_page
+
+    out = tmp_path / "digest.html"
+    _run(["digest", "--last-run", "-f", "html", "-o", str(out)], two_nights)
+    with browser() as chromium:
+        for width, height in ((390, 844), (1280, 900)):
+            with open_page(chromium, out, width, height) as (page, log):
+                page.screenshot(path=str(tmp_path / f"digest-{width}.png"), full_page=True)
+                sizes = page.eval_on_selector_all(
+                    "img", "els => els.map(e => [e.naturalWidth, e.getBoundingClientRect()"
+                    ".width, e.getBoundingClientRect().height])")
+                assert len(sizes) == 3 and all(n > 0 and w > 0 and h > 0 for n, w, h in sizes)
+                assert page.eval_on_selector_all("script", "els => els.length") == 0
+                assert "<script>alert(1)</script>" in page.inner_text("body")
+                assert log.requests == [out.resolve().as_uri()] or all(
+                    u == out.resolve().as_uri() or u.startswith("data:") for u in log.requests)
+                assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []
+                if width == 390:
+                    assert page.evaluate(
+                        "document.documentElement.scrollWidth <= window.innerWidth + 1")
