@@ -121,3 +121,41 @@ def test_a_replaced_listing_record_is_kept(engine: Engine) -> None:
     assert len(kept) == 1
     assert orjson.loads(decompress(kept[0]["raw"]))["title"] == result["title"]
     assert (kept[0]["seen_from"], kept[0]["seen_until"]) == (T[0], T[1])
+
+
+def test_digest_changes_and_as_of_on_both_engines(engine: Engine) -> None:
+    """The read side over real whole MSC records (tests/fixtures/ctgov_full; the second
+    version derived here: NCT05182034 starts recruiting, NCT05152160 is terminated)."""
+    from pathlib import Path
+
+    from tracker.classify import load_rules
+    from tracker.digest import build_digest
+    from tracker.feed import build_feed, validate_atom
+    from tracker.history import studies_as_of
+    from tracker.pipeline import label
+
+    rules = load_rules(None)
+    full = Path(__file__).parent.parent / "fixtures" / "ctgov_full"
+    base = [orjson.loads(p.read_bytes()) for p in sorted(full.glob("NCT*.json"))]
+    by_id = {s["protocolSection"]["identificationModule"]["nctId"]: s for s in base}
+    later = [_edit(by_id["NCT05182034"], "2026-01-07", statusModule__overallStatus="RECRUITING"),
+             _edit(by_id["NCT05152160"], "2026-01-07", statusModule__overallStatus="TERMINATED",
+                   statusModule__whyStopped="Slow accrual")]
+    for now, studies, run in ((T[0], base, 1), (T[1], later, 2)):
+        records = [parse_study(s) for s in studies]
+        label(records, "study", rules)
+        with engine.begin() as conn:
+            upsert_studies(conn, records, run_id=run, now=now)
+    with engine.connect() as conn:
+        data = build_digest(conn, since=dt.date(2026, 1, 8), today=dt.date(2026, 1, 9),
+                            now=T[2])
+        then = {r["registry_id"]: r for r in studies_as_of(
+            conn, StudyFilter(), dt.date(2026, 1, 6), rules)}
+    assert [(c["id"], c["change_kind"]) for c in data["changes"]] == [
+        ("NCT05152160", "stopped"), ("NCT05182034", "started_recruiting")]
+    assert "Slow accrual" in data["changes"][0]["why"]
+    assert data["counts"]["new_trials"] == 0  # all first posted before the period
+    assert sum(data["charts"]["registrations_by_phase"]["series"]["Phase 2"]) >= 1
+    assert then["NCT05182034"]["status"] == "NOT_YET_RECRUITING"
+    assert then["NCT05152160"]["status"] == "RECRUITING"
+    assert validate_atom(build_feed(data)) == []
