@@ -336,8 +336,9 @@ def report(
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
-    """What is new: a condition-by-phase table and the list of new studies under it, then the
-    new papers; with --last-run also the studies the last update changed.
+    """What is new: studies by condition and phase, the list under it, then the papers.
+
+    With --last-run: what the last update stored, the studies it changed included.
 
     Without --since or --last-run, covers studies first posted in the last 30 days.
     """
@@ -420,8 +421,9 @@ def changes(
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
-    """List what changed in the stored studies, field by field, newest first: old and new
-    value, the registry's update date and when the tracker saw it.
+    """What changed in the stored studies, field by field, newest first.
+
+    Each change: old and new value, the registry's update date and when the tracker saw it.
 
     Without --since or --last-run, covers the last 30 days.
     """
@@ -499,9 +501,12 @@ def digest(
     output: OutputOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """The editor's "latest advancements": new MSC trials by condition and phase, notable
-    changes ranked by importance, papers reporting results of tracked trials, other new
-    papers, trials completed but unreported, and charts (HTML: one self-contained file)."""
+    """The editor's "latest advancements" page: what is new and what changed, ranked.
+
+    New MSC trials by condition and phase, notable changes ranked by importance, papers
+    reporting results of tracked trials, other new papers, trials completed but unreported,
+    and charts. HTML is one self-contained file.
+    """
     with errors():
         fmt = check_format(fmt, ("markdown", "html", "json"))
         settings = settings_for(db)
@@ -534,8 +539,11 @@ def feed(
     output: OutputOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """An Atom feed of new MSC trials, notable changes and new papers (one entry each, with
-    stable ids), for a feed reader; filters make a feed per condition, phase, source..."""
+    """An Atom feed of new MSC trials, notable changes and new papers, for feed readers.
+
+    One entry each, with ids that stay the same across runs; the filters make a feed per
+    condition, phase, cell source...
+    """
     from tracker.feed import build_feed
 
     with errors():
@@ -605,8 +613,11 @@ def show(
                                            "sight to now, field by field.")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Show one study (fields, secondary ids, linked papers, change history) or one paper
-    (fields, listings, linked trials)."""
+    """Show one study or one paper, with everything stored about it.
+
+    A study: fields, secondary ids, linked papers, labels and evidence, change history
+    (--timeline: its whole history). A paper: fields, listings, linked trials.
+    """
     from tracker.render import render_detail, render_timeline, to_json
     from tracker.reports import paper_detail, raw_record, study_detail
 
@@ -637,8 +648,9 @@ def status(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     db: DbOpt = None,
 ) -> None:
-    """Per source: last run and its outcome, last success, watermark, last error, quarantine;
-    the next scheduled run; database counts.
+    """The last update and each source's runs, watermarks, errors and quarantine.
+
+    Also the next scheduled run and the database's counts.
 
     Exits 1 when the last run of any enabled source failed, for monitoring checks.
     """
