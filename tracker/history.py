@@ -191,35 +191,36 @@ def studies_as_of(conn: Connection, flt: StudyFilter, as_of: dt.date,
     from tracker.classify import classify_study, load_rules
 
     rules = rules or load_rules(None)
-    base = select(S.c.id, S.c.registry, S.c.raw, S.c.content_hash, S.c.last_update_posted,
-                  S.c.first_posted, S.c.first_seen_at, S.c.last_changed_at).where(
+    cols = [S.c[name] for name in LIST_COLUMNS]
+    base = select(S.c.id, S.c.registry, *cols).where(
         (S.c.first_posted <= as_of) | (S.c.first_posted.is_(None)))
     rows: list[dict[str, Any]] = []
-    wanted = _python_filter(flt)
-    for sid, registry, raw, _digest, posted, first_posted, first_seen, _changed in conn.execute(
-            base):
-        if first_posted is None and first_seen.date() > as_of:
+    keep = _python_filter(flt)
+    for sid, registry, *values in conn.execute(base):
+        row = {name: iso(v) for name, v in zip(LIST_COLUMNS, values, strict=True)}
+        if row["first_posted"] is None and row["first_seen_at"][:10] > as_of.isoformat():
             continue
-        exact = True
-        if posted is not None and posted > as_of:
-            older = conn.execute(select(V.c.raw, V.c.last_update_posted).where(
+        posted = row["last_update_posted"]
+        if posted is not None and posted > as_of.isoformat():
+            # The current version is newer than the date: rebuild the one the registry showed.
+            kept = conn.execute(select(V.c.raw, V.c.last_update_posted).where(
                 V.c.study_id == sid).order_by(V.c.seen_from)).all()
-            fitting = [v for v in older if v[1] is not None and v[1] <= as_of]
-            if fitting:
-                raw = fitting[-1][0]
-            elif older:
-                raw, exact = older[0][0], False
+            fitting = [v for v in kept if v[1] is not None and v[1] <= as_of]
+            if not kept:
+                row["as_of_exact"] = False
             else:
-                exact = False
-        try:
-            rec = parse_raw(registry, decompress(raw))
-        except Exception:  # noqa: BLE001 - a version that no longer parses is left out
-            continue
-        rec.labels = classify_study(rec, rules)
-        row = record_row(rec)
-        row["as_of_exact"] = exact
-        row["first_seen_at"] = iso(first_seen)
-        if wanted(row, rec):
+                raw = fitting[-1][0] if fitting else kept[0][0]
+                try:
+                    rec = parse_raw(registry, decompress(raw))
+                except Exception:  # noqa: BLE001 - a version that no longer parses: left out
+                    continue
+                rec.labels = classify_study(rec, rules)
+                first_seen = row["first_seen_at"]
+                row = record_row(rec)
+                row["first_seen_at"] = first_seen
+                row["as_of_exact"] = bool(fitting)
+        row.setdefault("as_of_exact", True)
+        if keep(row):
             rows.append(row)
     rows.sort(key=lambda r: (r["first_posted"] or "", r["registry_id"]), reverse=True)
     return rows
@@ -236,7 +237,8 @@ def record_row(rec: Any) -> dict[str, Any]:
 
 
 def _python_filter(flt: StudyFilter) -> Any:
-    def keep(row: dict[str, Any], rec: Any) -> bool:
+    """``flt``'s label, phase, status and condition filters as a test on a listing row."""
+    def keep(row: dict[str, Any]) -> bool:
         if not flt.include_irrelevant and row["msc_relevant"] is False:
             return False
         if flt.phases and row["phase"] not in flt.phases:
@@ -249,7 +251,7 @@ def _python_filter(flt: StudyFilter) -> Any:
             if wanted and not set(wanted) & set(have or ()):
                 return False
         if flt.conditions and not any(t.lower() in c.lower() for t in flt.conditions
-                                      for c in rec.conditions):
+                                      for c in row["conditions"] or ()):
             return False
         return True
 
