@@ -84,7 +84,7 @@ def test_studies_csv(db_path: str) -> None:
 def test_report_formats(db_path: str) -> None:
     md = invoke("report", "--db", db_path, "--since", "2020-01-01", "--format", "markdown")
     assert md.exit_code == 0
-    assert "| condition |" in md.output and "[NCT04431453](https://clinicaltrials.gov/study/NCT04431453)" in md.output
+    assert "| Condition |" in md.output and "[NCT04431453](https://clinicaltrials.gov/study/NCT04431453)" in md.output
     data = json.loads(invoke("report", "--db", db_path, "--since", "2020-01-01", "-f", "json").output)
     assert data["total"] == len(data["studies"]) >= 3
     assert all(s["first_posted"] >= "2020-01-01" for s in data["studies"])
