@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tracker import __version__
 from tracker.config import Settings, load_settings
-from tracker.errors import ConfigError, StorageError, TrackerError, one_line
+from tracker.errors import ConfigError, StorageError, TrackerError, one_line, register_secret
 
 app = typer.Typer(
     name="tracker",
@@ -193,8 +193,11 @@ def errors() -> Iterator[None]:
 
 
 def settings_for(db: str | None, **overrides: Any) -> Settings:
-    """Settings with CLI flags applied on top of file and environment."""
-    return load_settings({"db": db, **overrides})
+    """Settings with CLI flags applied on top of file and environment; the API key's value is
+    registered as a secret, so no message, log line or stored error can show it."""
+    settings = load_settings({"db": db, **overrides})
+    register_secret(settings.pubmed_api_key)
+    return settings
 
 
 def _db_exists(settings: Settings) -> bool:

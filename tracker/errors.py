@@ -11,7 +11,10 @@
     └── NotFoundError            an id asked for is not in the database
 
 Every message says what failed and what to do about it; the CLI prints ``str(exc)`` as is.
-Messages never contain API keys: ``redact`` strips them from URLs before they get here.
+Messages never contain API keys: ``redact`` removes every configured secret's value wherever
+it occurs (``register_secret``; a server may echo a key in a body), and ``key=...`` parameters
+and JSON ``"api-key": "..."`` pairs whatever their value. ``one_line`` redacts too, so every
+message that reaches a terminal, a log or the run log goes through it.
 """
 
 from __future__ import annotations
@@ -80,14 +83,33 @@ class NotFoundError(TrackerError):
     """A record asked for by id is not in the database."""
 
 
-_SECRET_PARAMS = re.compile(r"((?:api_key|apikey|token|key)=)[^&\s]+", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(r"((?:api_key|apikey|token|key)=)[^&\s\"']+", re.IGNORECASE)
+_SECRET_JSON = re.compile(r"""(["']?(?:api[-_]?key|apikey|token)["']?\s*[:=]\s*["'])[^"']*""",
+                          re.IGNORECASE)
+_SECRETS: set[str] = set()
+MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret (an API key) so that ``redact`` removes its value from any text.
+
+    Values shorter than four characters are not registered: masking them would mangle
+    ordinary text, and no real key is that short."""
+    if value and len(value.strip()) >= 4:
+        _SECRETS.add(value.strip())
 
 
 def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
-    return " ".join(text.split())
+    """``text`` with every run of whitespace (newlines included) collapsed to one space, and
+    secrets redacted."""
+    return redact(" ".join(text.split()))
 
 
 def redact(text: str) -> str:
-    """Replace secret query-string values (``api_key=...``) in ``text`` with ``***``."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
+    """``text`` without secrets: every registered secret's value (longest first), then
+    ``key=...`` query parameters and ``"api-key": "..."`` pairs, replaced by ``***``."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _SECRET_PARAMS.sub(r"\1" + MASK, text)
+    return _SECRET_JSON.sub(r"\1" + MASK, text)

@@ -59,7 +59,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
 from tracker.config import Settings, load_settings
-from tracker.errors import ConfigError, TrackerError
+from tracker.errors import ConfigError, TrackerError, one_line, redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +298,7 @@ def scheduled_update(*, db: str, config: str | None = None) -> list[str]:
         if config:
             env["TRACKER_CONFIG"] = config
         settings = load_settings({"db": db}, env=env)
+        register_secret(settings.pubmed_api_key)
         try:
             engine = make_engine(settings.db_url)
         except ValueError as exc:
@@ -309,12 +310,13 @@ def scheduled_update(*, db: str, config: str | None = None) -> list[str]:
         finally:
             engine.dispose()
     except TrackerError as exc:
-        log.error("scheduled update failed: %s", exc)
-        return [f"error: {exc}"]
+        log.error("scheduled update failed: %s", one_line(str(exc)))
+        return [f"error: {one_line(str(exc))}"]
     except StopRequested:
         log.warning("scheduled update stopped: the scheduler is shutting down")
         return ["stopped: the scheduler is shutting down; the next run repeats the window"]
     lines = [s.line() for s in summaries]
+    lines += [f"error: {s.error}" for s in summaries if s.error]
     for line in lines:
         log.info("%s", line)
     return lines
@@ -334,7 +336,8 @@ def describe_event(event: JobEvent) -> str | None:
         lines = event.retval if isinstance(event.retval, list) else []
         return "update finished" + "".join(f"\n  {line}" for line in lines)
     if event.code == EVENT_JOB_ERROR:
-        return f"update crashed (due {when}): {event.exception!r}; see the log for the traceback"
+        return (f"update crashed (due {when}): {redact(repr(event.exception))}; see the log "
+                "for the traceback")
     if event.code == EVENT_JOB_MISSED:
         return f"update due {when} skipped: it was later than the misfire grace time"
     if event.code == EVENT_JOB_MAX_INSTANCES:
@@ -407,8 +410,8 @@ def run_scheduler(
                 line = describe_event(event)
                 if line:
                     nxt = next_run_time(settings, engine)
-                    emit(line if event.code == EVENT_JOB_SUBMITTED
-                         else f"{line}\nnext update at {_local(nxt)}")
+                    emit(redact(line if event.code == EVENT_JOB_SUBMITTED
+                                else f"{line}\nnext update at {_local(nxt)}"))
 
             scheduler.add_listener(listener, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED
                                    | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from db.models import FetchRun, Publication, Quarantine, SourceState, Study, UpdateRun
 from sources import REGISTRY
 from tracker.config import Settings
+from tracker.errors import redact
 from tracker.reports import iso
 
 RUN = FetchRun.__table__
@@ -27,10 +28,10 @@ def last_update_status(conn: Any) -> dict[str, Any] | None:
         RUN.c.id)).mappings().all()
     return {
         "id": up["id"], "started_at": iso(up["started_at"]), "finished_at": iso(up["finished_at"]),
-        "outcome": up["outcome"], "error": up["error"],
+        "outcome": up["outcome"], "error": redact(up["error"]) if up["error"] else None,
         "sources": [{"source": r["source"], "outcome": r["outcome"], "run_id": r["id"],
                      **{k: r[k] for k in ("new", "changed", "unchanged", "rejected")},
-                     "error": r["error"]} for r in runs],
+                     "error": redact(r["error"]) if r["error"] else None} for r in runs],
     }
 
 
@@ -68,7 +69,7 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
                     "retries")} if last else None,
                 "last_success": iso(last_ok),
                 "watermark": iso(state["watermark"]) if state else None,
-                "last_error": last_error[0] if last_error else None,
+                "last_error": redact(last_error[0]) if last_error else None,
                 "last_error_at": iso(last_error[1]) if last_error else None,
                 "quarantined": waiting,
             })
