@@ -214,7 +214,8 @@ class UpdateRun(SQLModel, table=True):
     outcome: str = "running"  # running | ok | partial | failed
     sources: list[str] = _json_list()  # the sources it was asked to run, in order
     full: bool = False
-    pid: int | None = None
+    pid: int | None = None  # the process that ran it, on ``host``
+    host: str | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
 
 

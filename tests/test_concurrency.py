@@ -70,6 +70,9 @@ def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, A
                 assert isinstance(data, dict) and "total" in data and "studies" in data
                 assert data["total"] == len(data["studies"])
                 assert data["total"] % PAGE == 0 and data["total"] >= seen[-1]
+                if proc.poll() is None:  # running is not failing: monitoring stays quiet
+                    status = tracker(["status"], env, timeout=60)
+                    assert status.returncode == 0 or proc.poll() is not None, status.stdout
                 reads += 1
             out, err = _stop(proc)
         finally:

@@ -93,6 +93,10 @@ def test_sigkill_mid_window_then_rerun_equals_fault_free(
         assert state(db, "ctgov") is None
         [killed_run] = runs(db, "ctgov")
         assert killed_run["outcome"] == "running" and killed_run["finished_at"] is None
+        # Monitoring sees the dead run as failing (its process is gone), not as running.
+        seen = tracker(["status", "-f", "json"], env_for(srv, db, cfg, "100"))
+        assert seen.returncode == 1, seen.stdout + seen.stderr
+        assert '"outcome": "failed"' in seen.stdout and "process is gone" in seen.stdout
 
         # The next run completes and ends equal to the fault-free database.
         res = tracker(["update", "--source", "ctgov"], env_for(srv, db, cfg, "100"))

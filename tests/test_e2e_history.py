@@ -303,3 +303,19 @@ def test_digest_html_in_a_real_browser(two_nights: Any, tmp_path: Path) -> None:
                 if width == 390:
                     assert page.evaluate(
                         "document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_output_file_is_written_whole_and_devices_are_left_alone(
+    two_nights: Any, tmp_path: Path
+) -> None:
+    import os
+    import stat
+
+    _run(["digest", "--last-run", "-o", os.devnull], two_nights)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # written to, not replaced by a file
+    res = runner.invoke(app, ["digest", "-o", str(tmp_path)], env=two_nights)
+    assert res.exit_code == 1 and "is a directory" in res.stderr
+    target = tmp_path / "d.md"
+    _run(["digest", "--last-run", "-o", str(target)], two_nights)
+    assert target.read_text(encoding="utf-8").startswith("# MSC therapy")
+    assert [p.name for p in tmp_path.iterdir()] == ["d.md"]  # no temporary file left

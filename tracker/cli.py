@@ -207,8 +207,9 @@ def _db_exists(settings: Settings) -> bool:
     return Path(url.database).exists()
 
 
-def open_db(settings: Settings, *, create: bool = False) -> Engine:
-    """The engine for ``settings.db``, upgraded to the current schema.
+def open_db(settings: Settings, *, create: bool = False, migrate: bool = True) -> Engine:
+    """The engine for ``settings.db``, upgraded to the current schema (unless not ``migrate``:
+    a writer upgrades it once it holds the update lock).
 
     A missing SQLite file is created only when ``create``; otherwise the user is told to run
     ``tracker update`` first.
@@ -223,7 +224,8 @@ def open_db(settings: Settings, *, create: bool = False) -> Engine:
         engine = make_engine(settings.db_url)
     except ValueError as exc:
         raise ConfigError(f"--db: {exc}") from None
-    ensure_schema(engine)
+    if migrate:
+        ensure_schema(engine)
     return engine
 
 
@@ -268,6 +270,13 @@ def _progress_bars(enabled: bool) -> Iterator[Any]:
         yield factory
 
 
+WaitOpt = Annotated[
+    float | None, typer.Option(
+        "--wait", help="If an update (or classify) is running, wait up to this many seconds "
+        "for it (default: lock_wait from config, 0 = exit at once).", show_default=False),
+]
+
+
 @app.command()
 def update(
     source: Annotated[str | None, typer.Option(
@@ -278,9 +287,7 @@ def update(
     since: Annotated[str | None, typer.Option(
         "--since", help="Ask for records updated on or after this date (YYYY-MM-DD) instead "
         "of the watermark.", show_default=False)] = None,
-    wait: Annotated[float | None, typer.Option(
-        "--wait", help="If another update is running, wait up to this many seconds for it "
-        "(default: lock_wait from config, 0 = exit at once).", show_default=False)] = None,
+    wait: WaitOpt = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar (default: when stderr is a "
         "terminal).")] = sys.stderr.isatty(),
@@ -291,6 +298,7 @@ def update(
     The first run loads everything; later runs ask only for records updated since the last
     successful run (minus a few days of overlap). Prints one summary line per source.
     """
+    from db.migrate import ensure_schema
     from tracker.lock import update_lock
     from tracker.update import run_update
 
@@ -300,8 +308,10 @@ def update(
         if full and since_date:
             raise ConfigError("use either --full or --since, not both")
         names = [s.strip() for s in source.split(",") if s.strip()] if source else None
-        engine = open_db(settings, create=True)
+        # The lock first, then the schema: two first-ever updates must not both migrate.
+        engine = open_db(settings, create=True, migrate=False)
         with update_lock(engine, wait=settings.lock_wait), _progress_bars(progress) as bars:
+            ensure_schema(engine)
             summaries = run_update(settings, engine, names=names, full=full, since=since_date,
                                    progress=bars)
         for s in summaries:
@@ -469,8 +479,15 @@ def _write_output(text: str | bytes, output: str | None) -> None:
         raise ConfigError(f"--output {output} is a directory; give a file name")
     if not target.parent.exists():
         raise ConfigError(f"--output {output}: folder {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.tmp")
     data = text.encode() if isinstance(text, str) else text
+    if target.exists() and not target.is_file():  # /dev/null, a FIFO: write, never replace
+        try:
+            with target.open("wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+        return
+    tmp = target.with_name(f".{target.name}.tmp")
     try:
         tmp.write_bytes(data)
         tmp.replace(target)
@@ -655,7 +672,8 @@ def status(
 
     Also the next scheduled run and the database's counts.
 
-    Exits 1 when the last run of any enabled source failed, for monitoring checks.
+    Exits 1 when the last run of any enabled source failed (or its process died), for
+    monitoring checks; an update still running is not a failure.
     """
     from tracker.render import render_status
     from tracker.status import collect_status
@@ -684,6 +702,7 @@ def classify(
     rules: Annotated[str | None, typer.Option(
         "--rules", help="A rules file to use instead of the configured one.",
         show_default=False)] = None,
+    wait: WaitOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Re-label every stored study and paper from its stored record, without refetching.
@@ -691,12 +710,17 @@ def classify(
     Run it after editing the rules file. Records waiting in quarantine are parsed again too,
     and stored if they now parse.
     """
+    from db.migrate import ensure_schema
+    from tracker.lock import update_lock
     from tracker.relabel import relabel_all
 
     with errors():
-        settings = settings_for(db, rules=rules)
-        engine = open_db(settings)
-        result = relabel_all(engine, settings)
+        settings = settings_for(db, rules=rules, lock_wait=wait)
+        engine = open_db(settings, migrate=False)
+        # classify writes every row: it takes the update lock like an update does.
+        with update_lock(engine, wait=settings.lock_wait):
+            ensure_schema(engine)
+            result = relabel_all(engine, settings)
         typer.echo(result.line())
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +21,25 @@ STATE = SourceState.__table__
 UPDATE = UpdateRun.__table__
 
 
+def _dead(conn: Any, update_id: int | None) -> bool:
+    """True when the update a running source run belongs to was started on this host by a
+    process that no longer exists (killed); unknown (another host, no pid) counts as alive:
+    running is not failing."""
+    if update_id is None:
+        return False
+    row = conn.execute(select(UPDATE.c.pid, UPDATE.c.host).where(
+        UPDATE.c.id == update_id)).first()
+    if row is None or row[0] is None or row[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(row[0], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def last_update_status(conn: Any) -> dict[str, Any] | None:
     """The newest update run (running or not) with each of its source runs under it."""
     up = conn.execute(select(UPDATE).order_by(UPDATE.c.id.desc()).limit(1)).mappings().first()
@@ -26,9 +47,12 @@ def last_update_status(conn: Any) -> dict[str, Any] | None:
         return None
     runs = conn.execute(select(RUN).where(RUN.c.update_id == up["id"]).order_by(
         RUN.c.id)).mappings().all()
+    outcome, error = up["outcome"], up["error"]
+    if outcome == "running" and _dead(conn, up["id"]):
+        outcome, error = "failed", "its process is gone (killed?); the next update closes it"
     return {
         "id": up["id"], "started_at": iso(up["started_at"]), "finished_at": iso(up["finished_at"]),
-        "outcome": up["outcome"], "error": redact(up["error"]) if up["error"] else None,
+        "outcome": outcome, "error": redact(error) if error else None,
         "sources": [{"source": r["source"], "outcome": r["outcome"], "run_id": r["id"],
                      **{k: r[k] for k in ("new", "changed", "unchanged", "rejected")},
                      "error": redact(r["error"]) if r["error"] else None} for r in runs],
@@ -38,7 +62,9 @@ def last_update_status(conn: Any) -> dict[str, Any] | None:
 def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | None = None) -> dict[str, Any]:
     """Per-source run state and database counts, JSON-ready.
 
-    ``healthy`` is False when the last run of any enabled source failed (or never finished).
+    ``healthy`` is False when the last run of any enabled source failed, or was left running
+    by a process that died. A run still running is not a failure: monitoring does not alarm
+    while the nightly update works.
     """
     sources = []
     healthy = True
@@ -57,7 +83,9 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
             waiting = conn.execute(select(func.count()).select_from(Quarantine.__table__).where(
                 Quarantine.__table__.c.source == name)).scalar_one()
             outcome = last["outcome"] if last else None
-            if enabled and outcome in ("failed", "running"):
+            if outcome == "running" and _dead(conn, last["update_id"]):
+                outcome = "failed"  # its process is gone: the next update will close it
+            if enabled and outcome == "failed":
                 healthy = False
             sources.append({
                 "source": name,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 
 import httpx
@@ -118,7 +119,7 @@ def start_update(engine: Engine, sources: Sequence[str], *, full: bool = False) 
             outcome="failed", finished_at=now, error=STALE))
         return int(conn.execute(UPDATE.insert().values(
             started_at=utcnow(), outcome="running", sources=list(sources), full=full,
-            pid=os.getpid(),
+            pid=os.getpid(), host=socket.gethostname(),
         )).inserted_primary_key[0])
 
 

@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('sources', sa.JSON(), server_default='[]', nullable=False),
     sa.Column('full', sa.Boolean(), nullable=False),
     sa.Column('pid', sa.Integer(), nullable=True),
+    sa.Column('host', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
