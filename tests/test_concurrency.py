@@ -152,3 +152,49 @@ def test_second_update_waits_with_lock_wait(
         assert [r["outcome"] for r in runs(db, "ctgov")] == ["ok", "ok"]
         base = snapshot(db)
         assert len(base["studies"]) == N_STUDIES, diff(base, base)
+
+
+def test_two_first_ever_updates_at_once(tmp_path: Path, studies_json: list[dict[str, Any]]) -> None:
+    """Both start on a database that does not exist yet: the lock is taken before the schema
+    is created, so one runs and the other is refused with the lock's message (never
+    "database is locked"), in whichever order they arrive."""
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    for attempt in range(2):
+        db = tmp_path / f"fresh{attempt}.sqlite"
+        with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv:
+            env = env_for(srv, db, cfg, "5")  # a window of seconds: they surely overlap
+            procs = [_start_update(env) for _ in range(2)]
+            results = [_stop(p) for p in procs]
+        codes = sorted(p.returncode for p in procs)
+        errors = "".join(err for _, err in results)
+        assert "database is locked" not in errors, errors
+        assert "Traceback" not in errors, errors
+        assert codes == [0, 1], (codes, results)
+        refused = next(err for p, (_, err) in zip(procs, results, strict=True) if p.returncode)
+        assert refused.startswith("error: another update is running"), refused
+        assert len(snapshot(db)["studies"]) == N_STUDIES
+
+
+def test_classify_during_an_update_is_refused_with_the_lock_message(
+    tmp_path: Path, studies_json: list[dict[str, Any]]
+) -> None:
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    db = tmp_path / "classify.sqlite"
+    with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv:
+        env = env_for(srv, db, cfg, "5")
+        assert tracker(["update", "--source", "ctgov"], env).returncode == 0
+        srv.requests.clear()
+        proc = subprocess.Popen([*CMD, "update", "--source", "ctgov", "--full"], env=env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
+            during = tracker(["classify"], env)
+            waited = tracker(["classify", "--wait", "60"], env, timeout=120)
+            _stop(proc)
+        finally:
+            if proc.poll() is None:
+                _stop(proc, 5)
+    assert during.returncode == 1 and "another update is running" in during.stderr, during
+    assert "database is locked" not in during.stderr
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.startswith(f"classified {N_STUDIES} studies"), waited.stdout
