@@ -27,7 +27,29 @@ from tracker import __version__
 from tracker.config import Settings, load_settings
 from tracker.errors import ConfigError, StorageError, TrackerError, one_line, register_secret
 
-app = typer.Typer(
+_INTERRUPT_SAID = False  # errors() has already said "interrupted"
+
+
+class TrackerApp(typer.Typer):
+    """The Typer app, with Ctrl-C turned into one line and exit code 130 wherever it lands
+    (a long-running command records its own interruption before this sees it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # see tracker/__init__.py
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.stderr.write("error: interrupted\n")
+            sys.exit(130)
+        except SystemExit as exc:  # Typer turns Ctrl-C into a silent exit 130
+            if exc.code == 130 and not _INTERRUPT_SAID:
+                sys.stderr.write("error: interrupted\n")
+            raise
+
+
+app = TrackerApp(
     name="tracker",
     help="Track new and changed mesenchymal stem cell (MSC) trials from public registries.",
     no_args_is_help=True,
@@ -177,18 +199,26 @@ def main(
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn anticipated errors into one line on stderr and exit code 1."""
+    """Turn anticipated errors into one line on stderr and exit code 1 (Ctrl-C: 130)."""
     try:
         yield
     except TrackerError as exc:
         typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        global _INTERRUPT_SAID
+        _INTERRUPT_SAID = True
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
     except OperationalError as exc:
-        typer.echo(f"error: database: {str(exc.orig).splitlines()[0]}; check --db / TRACKER_DB "
-                   "and that the server is running", err=True)
+        first = one_line(str(exc.orig).splitlines()[0])
+        typer.echo(f"error: database: {first}; check --db / TRACKER_DB and that the server "
+                   "is running", err=True)
         raise typer.Exit(1) from None
     except SQLAlchemyError as exc:
-        typer.echo(f"error: database: {str(exc).splitlines()[0]}", err=True)
+        cause = getattr(exc, "orig", None) or exc
+        typer.echo(f"error: database: {one_line(str(cause).splitlines()[0])}; check --db / "
+                   "TRACKER_DB points at a tracker database", err=True)
         raise typer.Exit(1) from None
 
 
@@ -200,11 +230,17 @@ def settings_for(db: str | None, **overrides: Any) -> Settings:
     return settings
 
 
-def _db_exists(settings: Settings) -> bool:
+def _sqlite_path(settings: Settings) -> Path | None:
+    """The database file, when the database is an SQLite file."""
     url = make_url(settings.db_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return True
-    return Path(url.database).exists()
+        return None
+    return Path(url.database)
+
+
+def _db_exists(settings: Settings) -> bool:
+    path = _sqlite_path(settings)
+    return path is None or path.exists()
 
 
 def open_db(settings: Settings, *, create: bool = False, migrate: bool = True) -> Engine:
@@ -220,6 +256,10 @@ def open_db(settings: Settings, *, create: bool = False, migrate: bool = True) -
     if not create and not _db_exists(settings):
         raise StorageError(f"no database at {settings.db}; run `tracker update` first "
                            "(or pass --db / set TRACKER_DB)")
+    path = _sqlite_path(settings)
+    if not create and path is not None and path.is_file() and path.stat().st_size == 0:
+        raise StorageError(f"{settings.db} is an empty file, not a tracker database; check "
+                           "--db / TRACKER_DB, or run `tracker update` to create one there")
     try:
         engine = make_engine(settings.db_url)
     except ValueError as exc:

@@ -60,6 +60,7 @@ class StudyFilter:
     registry: str | None = None
 
 
+MAX_VALUE = 200  # characters in one filter value: longer is a mistake, not a condition name
 _PHASE_ALIASES = {"NA": "NOT_APPLICABLE", "N/A": "NOT_APPLICABLE", "EARLY1": "EARLY_PHASE1",
                   "0": "EARLY_PHASE1"}
 
@@ -123,6 +124,14 @@ def make_filter(
     """
     if since is not None and last_run:
         raise ConfigError("use either --since or --last-run, not both")
+    for option, values in (("--condition", conditions), ("--phase", phases),
+                           ("--status", statuses), ("--cell-source", cell_sources),
+                           ("--origin", origins), ("--product", products)):
+        for v in values:
+            if len(v) > MAX_VALUE:
+                raise ConfigError(f"{option}: a value of {len(v):,} characters is longer than "
+                                  f"the {MAX_VALUE} allowed; give a condition group or a few "
+                                  "words of a condition name")
     words = [c.strip() for v in conditions for c in v.split(",") if c.strip()]
     groups = [w.lower().replace("-", "_") for w in words
               if w.lower().replace("-", "_") in CONDITION_GROUPS]
