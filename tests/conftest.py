@@ -203,3 +203,29 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def read_line(stream: Any, timeout: float) -> str | None:
+    """One line from a child's pipe within ``timeout`` seconds (None at end of file).
+
+    Reads the file descriptor a byte at a time behind ``select``, so nothing past the line is
+    consumed (a later ``communicate()`` still gets the rest) and a silent child fails the test
+    at the deadline instead of hanging it."""
+    import select
+
+    fd = stream.fileno()
+    buf = bytearray()
+    end = time.monotonic() + timeout
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no complete line within {timeout:g} s; got {bytes(buf)!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        byte = os.read(fd, 1)
+        if not byte:
+            return buf.decode() if buf else None
+        if byte == b"\n":
+            return buf.decode()
+        buf += byte

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import read_line
 from sqlalchemy.engine import Engine
 
 from db.engine import make_engine
@@ -44,8 +45,8 @@ class Holder:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
+        line = read_line(self.proc.stdout, 60)
+        if (line or "").strip() != "ready":
             self.proc.kill()
             raise AssertionError(f"holder did not start: {line!r} {self.proc.stderr.read()}")
 

@@ -24,7 +24,7 @@ from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from conftest import wait_for
+from conftest import read_line, wait_for
 from replay_server import ReplayServer
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -265,11 +265,16 @@ def test_a_slow_job_never_overlaps_itself(sqlite_engine: Engine, tmp_path: Path)
 # ---------------------------------------------------------------- foreground process --------
 
 SCHEDULE = """
-import sys
+import sys, threading
 from tracker.config import load_settings
 from tracker.scheduler import run_scheduler
-run_scheduler(load_settings({"db": sys.argv[1]}), on_event=lambda line: print(line, flush=True))
-print("exited", flush=True)
+lock = threading.Lock()  # events come from the scheduler's threads too: whole lines only
+def say(line):
+    with lock:
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+run_scheduler(load_settings({"db": sys.argv[1]}), on_event=say)
+say("exited")
 """
 
 
@@ -279,11 +284,13 @@ def _start_scheduler(db: str, env: dict[str, str] | None = None) -> subprocess.P
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _read_until(proc: subprocess.Popen[str], prefix: str) -> list[str]:
+def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -> list[str]:
+    """Lines of the child's stdout up to one starting with ``prefix``, within ``timeout``."""
     assert proc.stdout is not None
     lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
+    end = time.monotonic() + timeout
+    while (line := read_line(proc.stdout, max(end - time.monotonic(), 0.01))) is not None:
+        lines.append(line)
         if line.startswith(prefix):
             return lines
     raise AssertionError(f"no {prefix!r} line; got {lines}; stderr: {proc.communicate()[1]}")
