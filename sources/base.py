@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from db.records import PublicationRecord, StudyRecord
+from tracker.errors import IncompleteError
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,33 @@ class Source(Protocol):
     def record_id(self, item: Any) -> str | None:
         """The source's own id for a raw record, if it can be read (for quarantine rows)."""
         ...
+
+
+# Paging bounds. A window holds at most ``ceil(total / page_size)`` pages; a source may send a
+# page or two more (records added while paging, an empty page: CT.gov documents both), so the
+# bound allows PAGE_MARGIN more. Past it the source keeps handing out next-page tokens or
+# cursors for pages that bring nothing new, and paging would never end.
+PAGE_MARGIN = 2
+# When a source announced no total, the most records one window is assumed to hold: more than
+# any source has for one query (CT.gov's whole registry is about 550,000 studies).
+NO_TOTAL_RECORDS = 2_000_000
+
+
+def page_limit(total: int | None, page_size: int) -> int:
+    """The most pages a window of ``total`` records (None: not announced) may take."""
+    size = max(1, page_size)
+    records = NO_TOTAL_RECORDS if total is None else max(0, total)
+    return -(-records // size) + PAGE_MARGIN
+
+
+def endless_paging(source: str, pages: int, total: int | None, page_size: int,
+                   empty: int) -> IncompleteError:
+    """The error for a window whose paging went past ``page_limit``."""
+    announced = (f"the {total} records announced need at most {page_limit(total, page_size)}"
+                 if total is not None else
+                 f"no total was announced; {page_limit(None, page_size)} is the most allowed")
+    blank = f", {empty} of them empty" if empty else ""
+    return IncompleteError(
+        f"{source}: paging did not end after {pages} pages of {page_size} ({announced}); the "
+        f"API kept sending a next page{blank}. Paging stopped; nothing is lost, the next run "
+        "repeats this window")

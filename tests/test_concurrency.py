@@ -33,7 +33,7 @@ def _stop(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=30)
 
 
 def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, Any]]) -> None:

@@ -77,7 +77,7 @@ def test_sigkill_mid_window_then_rerun_equals_fault_free(
         finally:
             if proc.poll() is None:
                 proc.kill()
-            proc.communicate()
+            proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
         served = len(srv.requests_for("ctgov"))
         assert served < pages, "the kill came after the last page"
@@ -141,7 +141,7 @@ def test_sigkill_at_other_points(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.wait(timeout=30)
         assert snapshot(db)["studies"].keys() <= baseline["studies"].keys()
         res = tracker(["update", "--source", "ctgov"], env_for(srv, db, cfg, "100"))
         assert res.returncode == 0, res.stderr

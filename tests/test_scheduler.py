@@ -293,7 +293,9 @@ def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 60) -
         lines.append(line)
         if line.startswith(prefix):
             return lines
-    raise AssertionError(f"no {prefix!r} line; got {lines}; stderr: {proc.communicate()[1]}")
+    proc.kill()
+    raise AssertionError(f"no {prefix!r} line; got {lines}; "
+                         f"stderr: {proc.communicate(timeout=30)[1]}")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
