@@ -28,7 +28,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         raise ValueError(f"not a database URL: {url!r}") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30},
                                json_serializer=_json_dumps, json_deserializer=orjson.loads)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -39,6 +41,23 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, json_serializer=_json_dumps,
                          json_deserializer=orjson.loads)
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable and writable by its owner only (0600).
+
+    The file holds the scheduler's job, which APScheduler stores pickled and unpickles when it
+    starts: whoever can write the file could make the scheduler run code. An existing file's
+    mode is left as its owner set it."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a read-only location: SQLite will say so when it opens the file
+    os.close(fd)
 
 
 def _json_dumps(value: object) -> str:

@@ -64,3 +64,17 @@ def test_redact_masks_a_registered_value_wherever_it_stands() -> None:
     assert redact(f"echoed as text: {KEY}.") == "echoed as text: ***."
     register_secret("ab")  # too short to be a key: never registered, never masks words
     assert redact("about a cab") == "about a cab"
+
+
+def test_a_new_database_file_is_private(tmp_path: Path) -> None:
+    """The scheduler's pickled job lives in it: only its owner may read or write it."""
+    import stat
+
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    db = tmp_path / "private.sqlite"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    engine.dispose()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
