@@ -57,6 +57,8 @@ class Study(Labelled, table=True):
         Index("ix_study_first_posted", "first_posted"),
         Index("ix_study_last_update_posted", "last_update_posted"),
         Index("ix_study_first_seen_run", "first_seen_run_id"),
+        Index("ix_study_last_changed_run", "last_changed_run_id"),  # revision 0005
+        Index("ix_study_registry_id", "registry_id"),  # lookups by id alone (0005)
     )
 
     id: int | None = Field(default=None, primary_key=True)
