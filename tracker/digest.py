@@ -30,6 +30,7 @@ from tracker.reports import (
     group_keys,
     iso,
     last_update,
+    query_paper_ids,
     query_papers,
     query_studies,
     study_clauses,
@@ -106,7 +107,7 @@ def build_digest(
     # its abstract (the trial's labels decide); other papers pass the label filters.
     every = query_papers(conn, PaperFilter(since=flt.since, last_run=last_run,
                                            labels=replace(labels, include_irrelevant=True)))
-    wanted = {_pid(p) for p in query_papers(conn, PaperFilter(
+    wanted = {_pid(p) for p in query_paper_ids(conn, PaperFilter(
         since=flt.since, last_run=last_run, labels=labels))}
     reporting = _results_papers(conn, every, labels)
     papers = [p for p in every if _pid(p) in wanted or _pid(p) in reporting]

@@ -161,7 +161,10 @@ def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
             clauses.append(exists().where(lab.c.kind == kind, lab.c.record_id == table.c.id,
                                           lab.c.family == family, lab.c.label.in_(values)))
     if not flt.include_irrelevant:
-        clauses.append(or_(table.c.msc_relevant.is_(None), table.c.msc_relevant.is_(True)))
+        # NULL or true as one test ("msc_relevant IS NOT 0"; PostgreSQL "IS NOT false"): the
+        # OR of two tests on this indexed column made SQLite walk ix_*_msc_relevant, every
+        # relevant row, instead of the window's date index or the join's key.
+        clauses.append(table.c.msc_relevant.is_not(False))
     return clauses
 
 
@@ -276,16 +279,24 @@ LIST_COLUMNS = (
 )
 
 
+# The listing columns that hold dates or times: the only ones ``iso`` changes.
+_STUDY_DATES = ("first_posted", "last_update_posted", "results_first_posted", "first_seen_at",
+                "last_changed_at")
+
+
 def query_studies(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
     """Studies matching ``flt``, newest first-posted first, as JSON-ready dicts."""
     cols = [S.c[name] for name in LIST_COLUMNS]
     stmt = select(*cols).where(*_where(conn, flt)).order_by(
         S.c.first_posted.desc(), S.c.registry_id
     )
-    return [
-        {name: iso(value) for name, value in zip(LIST_COLUMNS, row, strict=True)}
-        for row in conn.execute(stmt)
-    ]
+    out = []
+    for row in conn.execute(stmt):
+        d = dict(zip(LIST_COLUMNS, row, strict=True))
+        for name in _STUDY_DATES:
+            d[name] = iso(d[name])
+        out.append(d)
+    return out
 
 
 @dataclass
@@ -436,8 +447,7 @@ class PaperFilter:
     labels: StudyFilter | None = None  # label filters (groups, phases, sources, relevance)
 
 
-def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
-    """Papers matching ``flt``, most recently indexed first, with the trial ids they name."""
+def _paper_clauses(conn: Connection, flt: PaperFilter) -> list[Any]:
     clauses = _window_clauses(conn, P, P.c.index_date, flt.since, flt.last_run)
     if not flt.include_deleted:
         clauses.append(P.c.deleted.is_(False))
@@ -445,12 +455,22 @@ def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
     clauses += _label_clauses(P, "publication", labels)
     if labels.phases:
         clauses.append(P.c.phase.in_(labels.phases))
-    cols = [P.c.id] + [P.c[c] for c in PAPER_COLUMNS if c != "trial_ids"]
+    return clauses
+
+
+_PAPER_FIELDS = tuple(c for c in PAPER_COLUMNS if c != "trial_ids")
+_PAPER_DATES = ("index_date", "first_seen_at")  # the only columns ``iso`` changes
+
+
+def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
+    """Papers matching ``flt``, most recently indexed first, with the trial ids they name."""
+    cols = [P.c.id] + [P.c[c] for c in _PAPER_FIELDS]
     rows = conn.execute(
-        select(*cols).where(*clauses).order_by(P.c.index_date.desc(), P.c.id.desc())
-    ).mappings().all()
+        select(*cols).where(*_paper_clauses(conn, flt)).order_by(
+            P.c.index_date.desc(), P.c.id.desc())
+    ).all()
     trial_ids: dict[int, list[str]] = {}
-    ids = [r["id"] for r in rows]
+    ids = [r[0] for r in rows]
     for i in range(0, len(ids), 500):
         stmt = select(PT.c.publication_id, PT.c.registry_id).where(
             PT.c.publication_id.in_(ids[i : i + 500])).order_by(PT.c.id)
@@ -460,10 +480,20 @@ def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
                 lst.append(rid)
     out = []
     for r in rows:
-        d = {c: iso(r[c]) for c in PAPER_COLUMNS if c != "trial_ids"}
-        d["trial_ids"] = trial_ids.get(r["id"], [])
+        d = dict(zip(_PAPER_FIELDS, r[1:], strict=True))
+        for c in _PAPER_DATES:
+            d[c] = iso(d[c])
+        d["trial_ids"] = trial_ids.get(r[0], [])
         out.append(d)
     return out
+
+
+def query_paper_ids(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
+    """The identifiers (pmid, pmcid, doi, url, title) of the papers ``query_papers`` returns
+    for ``flt``, without reading the rest of their rows (unordered)."""
+    names = ("pmid", "pmcid", "doi", "url", "title")
+    stmt = select(*[P.c[n] for n in names]).where(*_paper_clauses(conn, flt))
+    return [dict(zip(names, r, strict=True)) for r in conn.execute(stmt)]
 
 
 def study_papers(conn: Connection, study_id: int, registry: str, registry_id: str) -> list[dict[str, Any]]:
