@@ -574,3 +574,27 @@ def test_last_run_report_lists_the_changed_studies(monkeypatch: pytest.MonkeyPat
         "registry_id"] == studies[0]["registry_id"]
     rows = list(csv.DictReader(io.StringIO(render.render_report(rep, "csv", LIST_COLUMNS))))
     assert rows[-1]["kind"] == "changed" and rows[-1]["registry_id"] == studies[0]["registry_id"]
+
+
+def test_long_report_lists_are_capped_in_table_and_markdown(
+    monkeypatch: pytest.MonkeyPatch, report: Any
+) -> None:
+    """A terminal or markdown report shows the newest REPORT_SHOWN rows of each list and says
+    how many more there are; CSV and JSON carry them all. The extra papers are copies of the
+    report's real ones under new PMIDs (derived here)."""
+    import dataclasses
+
+    from tracker.render import REPORT_SHOWN, render_report
+    from tracker.reports import LIST_COLUMNS
+
+    monkeypatch.setenv("COLUMNS", "80")
+    base = report.papers[0]
+    many = [{**base, "pmid": str(40000000 + i)} for i in range(REPORT_SHOWN + 7)]
+    big = dataclasses.replace(report, papers=many)
+    table = render_report(big, "table", LIST_COLUMNS)
+    assert "... and 7 more papers" in table
+    assert str(40000000 + REPORT_SHOWN - 1) in table and str(40000000 + REPORT_SHOWN) not in table
+    md = render_report(big, "markdown", LIST_COLUMNS)
+    assert str(40000000 + REPORT_SHOWN) not in md and "and 7 more papers" in md
+    assert len(json.loads(render_report(big, "json", LIST_COLUMNS))["papers"]) == len(many)
+    assert render_report(big, "csv", LIST_COLUMNS).count("\npaper,") == len(many)

@@ -629,6 +629,20 @@ def report_csv_columns(columns: Sequence[str]) -> list[str]:
     return ["kind", *columns, *[c for c in PAPER_COLUMNS if c not in columns]]
 
 
+REPORT_SHOWN = 100  # rows of each list a terminal or markdown report shows; CSV/JSON: all
+
+
+def _capped(rows: Sequence[Any]) -> tuple[Sequence[Any], int]:
+    """The first ``REPORT_SHOWN`` rows and how many more there are."""
+    return rows[:REPORT_SHOWN], max(0, len(rows) - REPORT_SHOWN)
+
+
+def _more_line(more: int, noun: str, command: str) -> str:
+    nouns = plural(more, noun).split(" ", 1)[1]
+    return (f"... and {more:,} more {nouns} (the newest are above): `-f csv` or `-f json` "
+            f"gives them all, `{command}` lists them")
+
+
 def render_report(report: Report, fmt: str, columns: Sequence[str]) -> str:
     """The condition-by-phase table, the list of studies under it, and the new papers.
 
@@ -665,10 +679,16 @@ def render_report(report: Report, fmt: str, columns: Sequence[str]) -> str:
         cols, cells = _crosstab(report)
         _print_table(console, cols, cells, "Studies by condition and phase")
         console.print()
-        _row_table(console, report.studies, STUDY_TABLE_COLUMNS, "Studies")
+        shown, more = _capped(report.studies)
+        _row_table(console, shown, STUDY_TABLE_COLUMNS, "Studies")
+        if more:
+            _line(console, _more_line(more, "study", "tracker studies"))
     if report.papers:
         console.print()
-        _row_table(console, report.papers, PAPER_TABLE_COLUMNS, "Papers")
+        shown, more = _capped(report.papers)
+        _row_table(console, shown, PAPER_TABLE_COLUMNS, "Papers")
+        if more:
+            _line(console, _more_line(more, "paper", "tracker papers"))
     if changed:
         console.print()
         _row_table(console, changed, STUDY_TABLE_COLUMNS, "Changed in the last update")
@@ -684,16 +704,20 @@ def _report_markdown(report: Report, legend: bool) -> str:
         parts += [_md_table([_md(c.header) for c in cols],
                             [[_md(v) for v in row] for row in cells],
                             [c.right for c in cols]), ""]
-        for s in report.studies:
+        shown, more = _capped(report.studies)
+        for s in shown:
             details = [phase_words(s.get("phase")), status_words(s.get("status")),
                        "first posted " + (_cell(s.get("first_posted")) or "?")]
             labels = _labels_of(s)
             parts.append(
                 f"- {_md_link(_md(s.get('registry_id')), s.get('url'))} {_md(_title(s))} "
                 f"({_md(', '.join(details))})" + (f"; {_md(labels)}" if labels else ""))
+        if more:
+            parts += ["", _md(_more_line(more, "study", "tracker studies"))]
     if report.papers:
         parts += ["", "### Papers", ""]
-        for p in report.papers:
+        shown, more = _capped(report.papers)
+        for p in shown:
             ids = [f"PMID {_cell(p['pmid'])}" if p.get("pmid") else "",
                    _cell(p.get("pmcid")), ("doi:" + _cell(p["doi"])) if p.get("doi") else ""]
             line = f"- {_md_link(_md(_title(p)), p.get('url'))}"
@@ -710,6 +734,8 @@ def _report_markdown(report: Report, legend: bool) -> str:
             if labels:
                 line += f"; {_md(labels)}"
             parts.append(line)
+        if more:
+            parts += ["", _md(_more_line(more, "paper", "tracker papers"))]
     changed = _changed(report)
     if changed:
         parts += ["", "### Changed in the last update", ""]
