@@ -289,8 +289,11 @@ def big_digest(n: int = 500) -> dict[str, Any]:
     data["changes"] = [study_item(studies[i % len(studies)], "Changed", change_kind="other",
                                   old="a", new="b") for i in range(per)]
     data["results_papers"] = [paper_item(papers[i % 25], "Results") for i in range(per)]
-    data["papers"] = [{"group": "other", "group_label": "Other conditions",
-                       "items": [paper_item(papers[i % 25], "New") for i in range(per)]}]
+    groups = ("osteoarthritis", "tendinopathy", "bone", "other")  # <= PAPERS_SHOWN a group
+    data["papers"] = [{"group": g, "group_label": g.capitalize(),
+                       "items": [paper_item(papers[i % 25], "New")
+                                 for i in range(k, per, len(groups))]}
+                      for k, g in enumerate(groups)]
     data["unreported"] = [study_item(studies[i % len(studies)], "Unreported",
                                      primary_completion="2020-01") for i in range(per)]
     return data
@@ -645,3 +648,25 @@ def test_render_html_500_items_is_fast() -> None:
 def test_templates_ship_with_the_package() -> None:
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text("utf-8")
     assert '"templates/*.j2"' in pyproject
+
+
+def test_long_paper_groups_are_capped_on_the_page() -> None:
+    """Each group's newest PAPERS_SHOWN papers are on the page, with how many more; the data
+    (JSON, feed) keeps them all. The papers are one real recorded title repeated under new
+    ids (derived here)."""
+    from tests.conftest import ctgov_studies
+    from tracker.digest_render import PAPERS_SHOWN, render_html, render_markdown
+
+    title = ctgov_studies()[0]["protocolSection"]["identificationModule"]["briefTitle"]
+    items = [{"kind": "paper", "id": f"PMID:{41000000 + i}", "title": title,
+              "url": f"https://pubmed.ncbi.nlm.nih.gov/{41000000 + i}/", "why": "New paper"}
+             for i in range(PAPERS_SHOWN + 3)]
+    data = {"title": "Digest", "period": {"label": "since 2026-11-24"},
+            "papers": [{"group": "osteoarthritis", "group_label": "Osteoarthritis",
+                        "items": items}]}
+    html = render_html(data)
+    md = render_markdown(data)
+    for out in (html, md):
+        assert f"PMID:{41000000 + PAPERS_SHOWN - 1}" in out
+        assert f"PMID:{41000000 + PAPERS_SHOWN}" not in out
+        assert "3 more papers in this group" in out

@@ -589,7 +589,8 @@ def digest(
 def feed(
     labels: LabelOptions,
     since: Annotated[str | None, typer.Option(
-        "--since", help="Entries from this date on (YYYY-MM-DD; default: 30 days ago).",
+        "--since", help="Entries from this date on (YYYY-MM-DD; default: 7 days ago, as the "
+        "digest).",
         show_default=False)] = None,
     last_run: Annotated[bool, typer.Option(
         "--last-run", help="Entries of the last update only.")] = False,
@@ -609,9 +610,7 @@ def feed(
     with errors():
         settings = settings_for(db)
         engine = open_db(settings)
-        if since is None and not last_run:
-            since = (dt.date.today() - dt.timedelta(days=30)).isoformat()
-        with engine.connect() as conn:
+        with engine.connect() as conn:  # the digest's period: the last 7 days by default
             data = _digest_data(conn, labels, since, last_run, settings)
         try:
             xml = build_feed(data, feed_url=feed_url)

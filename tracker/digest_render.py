@@ -154,13 +154,22 @@ def _trial_groups(raw: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any
     return out
 
 
+PAPERS_SHOWN = 25  # per condition group on the page; the JSON and the feed carry them all
+
+
 def _paper_groups(raw: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Other new papers by group: the newest ``PAPERS_SHOWN`` of each, and how many more."""
     out = []
     for entry in raw or ():
-        items = _items(entry.get("items")) if isinstance(entry, Mapping) else []
+        entries = entry.get("items") if isinstance(entry, Mapping) else None
+        items = _items((entries or [])[:PAPERS_SHOWN]) if isinstance(entries, list) else []
         if items:
             label = clean(entry.get("group_label")) or clean(entry.get("group")) or "Not classified"
-            out.append({"label": label, "entries": items})
+            more = max(0, len(entries) - PAPERS_SHOWN)
+            out.append({"label": label, "entries": items, "more": more,
+                        "more_line": (f"And {plural(more, 'more paper')} in this group "
+                                      "(`tracker papers --since …` or `tracker digest -f json` "
+                                      "lists them all).") if more else ""})
     return out
 
 
