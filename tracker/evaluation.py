@@ -4,6 +4,15 @@
 per label family (relevance; condition group micro and per label; cell source; origin; product),
 the phase confusion matrix (expected x predicted) and every misclassified record.
 
+Two line formats are read. An *evaluation record* (``msc_eval.jsonl``) holds the record's fields
+and its hand labels under ``labels``. A *held-out label line* (``tests/eval/heldout/
+heldout_labels.jsonl``, written by ``write_labels.py``) holds only an NCT id and the labels
+(``msc_relevant``, the four families, ``note``); its record is read from the classic
+ClinicalTrials.gov CSV export it was drawn from (``tests/fixtures/ctgov_msc/``), and phase is
+scored only where a line labels it. Every line is checked before anything is classified: a file
+that is missing, a directory, not UTF-8, not JSON lines, or of the wrong shape is a
+:class:`~tracker.errors.ConfigError` naming the file, the line and the field.
+
 Scoring: relevance is a binary decision over all records. The other families are scored as
 multi-label sets (micro-averaged) over the records whose hand label says MSC-relevant; a relevant
 record the classifier wrongly rejects therefore counts as missed labels there too. Phase is
@@ -13,21 +22,29 @@ compared on every record and must be exact.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from db.records import Intervention, Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
 from tracker.classify import Labels, Rules, classify_publication, classify_study, load_rules
+from tracker.errors import ConfigError, TrackerError
 
 __all__ = ["BARS", "DEFAULT_EVAL_PATH", "EvalReport", "FamilyScore", "evaluate",
            "render_report", "row_to_record"]
 
 DEFAULT_EVAL_PATH = Path(__file__).resolve().parents[1] / "tests" / "eval" / "msc_eval.jsonl"
+# The records behind held-out label lines (tests/eval/heldout/select_ids.py drew them from it).
+HELDOUT_RECORDS_CSV = (Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ctgov_msc"
+                       / "ctgov_classic_export_mesenchymal_1265.csv")
+_MAX_EVAL_BYTES = 256 << 20
 
 # Acceptance bars of the evaluation (issue: "Evaluation, measured").
 BARS: dict[str, float] = {
@@ -100,10 +117,16 @@ class EvalReport:
             "phase_accuracy": self.phase_accuracy,
         }
 
+    @property
+    def phase_scored(self) -> bool:
+        """False for a set whose lines do not label phase (held-out label lines)."""
+        return bool(self.phase_confusion)
+
     def failures(self) -> dict[str, tuple[float, float]]:
-        """figure -> (value, bar) for every figure below its bar."""
+        """figure -> (value, bar) for every scored figure below its bar."""
         figs = self.figures()
-        return {k: (figs[k], bar) for k, bar in BARS.items() if figs[k] < bar}
+        return {k: (figs[k], bar) for k, bar in BARS.items() if figs[k] < bar
+                and (k != "phase_accuracy" or self.phase_scored)}
 
 
 def _phase(row: dict[str, Any]) -> str:
@@ -169,12 +192,259 @@ def row_to_record(row: dict[str, Any]) -> StudyRecord | PublicationRecord:
     )
 
 
-def load_eval_rows(path: Path | None = None) -> list[dict[str, Any]]:
-    p = Path(path) if path else DEFAULT_EVAL_PATH
+# ----------------------------------------------------------------- line shapes -------------
+#
+# Checked strictly (no coercion): a row that passes is used as it stands by row_to_record.
+
+_Id = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+_Phase = Literal[taxonomy.PHASES]  # type: ignore[valid-type]
+_Group = Literal[taxonomy.CONDITION_GROUPS]  # type: ignore[valid-type]
+_Source = Literal[taxonomy.CELL_SOURCES]  # type: ignore[valid-type]
+_Origin = Literal[taxonomy.ORIGINS]  # type: ignore[valid-type]
+_Product = Literal[taxonomy.PRODUCTS]  # type: ignore[valid-type]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _MeshShape(_Shape):
+    kind: str
+    mesh_id: str | None = None
+    term: str | None = None
+    ancestor: bool = False
+    major: bool = False
+
+
+class _InterventionShape(_Shape):
+    type: str | None = None
+    name: str | None = None
+    description: str | None = None
+    other_names: list[str] = []
+
+
+class _LabelShape(_Closed):
+    msc_relevant: bool
+    condition_groups: list[_Group]
+    cell_sources: list[_Source]
+    origins: list[_Origin]
+    products: list[_Product]
+    phase: _Phase
+    note: str = ""
+
+
+class _RecordShape(_Shape):
+    id: _Id
+    title: str | None = None
+    keywords: list[str] = []
+    mesh: list[_MeshShape] = []
+    labels: _LabelShape
+
+
+class _StudyShape(_RecordShape):
+    kind: Literal["study"]
+    registry: str = "ctgov"
+    registry_id: _Id
+    official_title: str | None = None
+    acronym: str | None = None
+    study_type: str | None = None
+    phase_vocab: Literal["ctgov_classic", "ctgov_v2"] | None = None
+    phase_raw: str | list[str] | None = None
+    status_raw: str | None = None
+    conditions: list[str] = []
+    interventions: list[_InterventionShape] = []
+    brief_summary: str | None = None
+    detailed_description: str | None = None
+    eligibility: str | None = None
+    url: str | None = None
+
+
+class _PublicationShape(_RecordShape):
+    kind: Literal["publication"]
+    source: _Id
+    source_id: _Id
+    pmid: str | None = None
+    abstract: str | None = None
+    journal: str | None = None
+    publication_types: list[str] = []
+
+
+class _HeldOutShape(_Closed):
+    """A held-out label line: an NCT id and its labels; phase only if labelled."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^NCT\d{8}$")]
+    msc_relevant: bool
+    condition_groups: list[_Group]
+    cell_sources: list[_Source]
+    origins: list[_Origin]
+    products: list[_Product]
+    phase: _Phase | None = None
+    note: str = ""
+
+
+_PROBLEMS = {
+    "missing": "is missing",
+    "string_type": "is not a string",
+    "bool_type": "is not true or false",
+    "list_type": "is not a list",
+    "dict_type": "is not an object",
+    "model_type": "is not an object",
+    "model_attributes_type": "is not an object",
+    "extra_forbidden": "is not a field of this line format",
+    "string_too_short": "is empty",
+    "string_pattern_mismatch": "is not an NCT id (NCT and 8 digits)",
+}
+
+
+def _shape_error(where: str, exc: ValidationError) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "union")))
+    kind = err["type"]
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        problem = f"{err['input']!r} is not one of {expected}"
+    else:
+        problem = _PROBLEMS.get(kind, str(err["msg"]).lower())
+        if kind.endswith("_type") and kind != "missing":
+            problem += f" (got {type(err['input']).__name__})"
+    return ConfigError(f"{where}: {loc or 'the line'} {problem}")
+
+
+def _check_row(row: Any, where: str) -> str:
+    """``"record"`` or ``"heldout"``: which format the line is; ConfigError if neither fits."""
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where} is not a JSON object (got a JSON "
+                          f"{type(row).__name__.replace('dict', 'object')})")
+    if "labels" in row:
+        shape: type[BaseModel] = (_PublicationShape if row.get("kind") == "publication"
+                                  else _StudyShape)
+        fmt = "record"
+    elif "msc_relevant" in row:
+        shape, fmt = _HeldOutShape, "heldout"
+    else:
+        raise ConfigError(f"{where} has neither 'labels' (an evaluation record) nor "
+                          "'msc_relevant' (a held-out label line)")
+    try:
+        shape.model_validate(row)
+    except ValidationError as exc:
+        raise _shape_error(where, exc) from None
+    return fmt
+
+
+def _read_lines(p: Path) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank line; ConfigError for an unreadable file."""
+    if p.is_dir():
+        raise ConfigError(f"evaluation set {p} is a directory; pass a JSONL file")
+    if not p.exists():
+        hint = ("; the shipped set lives in tests/eval of a source checkout, or pass a JSONL "
+                "path" if p == DEFAULT_EVAL_PATH else "")
+        raise ConfigError(f"evaluation set not found: {p}{hint}")
     if not p.is_file():
-        raise FileNotFoundError(f"evaluation set not found: {p}")
-    with p.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        raise ConfigError(f"evaluation set {p} is not a regular file; pass a JSONL file")
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(_MAX_EVAL_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"evaluation set {p} cannot be read ({exc.strerror or exc})") from None
+    if len(data) > _MAX_EVAL_BYTES:
+        raise ConfigError(f"evaluation set {p} is over 256 MiB; it is not an evaluation set")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"evaluation set {p} line {line} is not UTF-8 text (byte "
+                          f"0x{data[exc.start]:02x}); is it a JSONL file?") from None
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if not lines:
+        raise ConfigError(f"evaluation set {p} holds no records (it is empty); pass a JSONL "
+                          "file with one labelled record per line")
+    return lines
+
+
+def _classic_interventions(cell: str) -> list[dict[str, Any]]:
+    out = []
+    for part in (p.strip() for p in cell.split("|")):
+        if not part:
+            continue
+        typ, sep, name = part.partition(": ")
+        if not sep:
+            typ, name = None, part  # type: ignore[assignment]
+        out.append({"type": typ, "name": name.strip(), "description": None, "other_names": []})
+    return out
+
+
+def heldout_records(wanted: set[str], csv_path: Path = HELDOUT_RECORDS_CSV) -> dict[str, dict]:
+    """The evaluation-record fields of ``wanted`` NCT ids, read from the classic CT.gov CSV
+    export exactly as ``tests/eval/build_eval_set.py`` reads it (labels not included)."""
+    if not csv_path.is_file():
+        raise ConfigError(f"held-out label lines need their records from {csv_path}, which is "
+                          "not there (it is in tests/fixtures of a source checkout)")
+    out: dict[str, dict] = {}
+    with csv_path.open(encoding="utf-8", newline="") as fh:
+        for row_no, row in enumerate(csv.DictReader(fh), start=1):
+            nct = row["NCT Number"]
+            if nct not in wanted or nct in out:
+                continue
+            out[nct] = {
+                "id": nct, "kind": "study",
+                "provenance": {"file": "ctgov_msc/" + csv_path.name, "data_row": row_no,
+                               "rank": row["Rank"]},
+                "registry": "ctgov", "registry_id": nct,
+                "title": row["Title"], "acronym": row["Acronym"] or None,
+                "study_type": row["Study Type"] or None,
+                "phase_vocab": "ctgov_classic", "phase_raw": row["Phases"],
+                "status_raw": row["Status"],
+                "conditions": [c for c in row["Conditions"].split("|") if c],
+                "interventions": _classic_interventions(row["Interventions"]),
+                "keywords": [], "mesh": [], "brief_summary": None,
+                "detailed_description": None, "eligibility": None, "url": row["URL"],
+            }
+    return out
+
+
+def load_eval_rows(path: Path | None = None) -> list[dict[str, Any]]:
+    """Every row of an evaluation set, in evaluation-record form (``labels`` inside).
+
+    Held-out label lines are joined with their records (``heldout_records``); their
+    ``labels.phase`` is None unless the line labels it. Raises ConfigError, naming the file,
+    the line and what is wrong with it, for anything that is not a well-formed set.
+    """
+    p = Path(path) if path else DEFAULT_EVAL_PATH
+    rows: list[tuple[int, str, dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for n, line in _read_lines(p):
+        where = f"evaluation set {p} line {n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where} is not JSON ({exc.msg} at column {exc.colno}); each "
+                              "line must be one JSON object") from None
+        fmt = _check_row(row, where)
+        rid = row["id"].strip()
+        if rid in seen:
+            raise ConfigError(f"{where}: id {rid!r} is already on line {seen[rid]}")
+        seen[rid] = n
+        rows.append((n, fmt, row))
+    held = {row["id"].strip() for _, fmt, row in rows if fmt == "heldout"}
+    records = heldout_records(held) if held else {}
+    out: list[dict[str, Any]] = []
+    for n, fmt, row in rows:
+        if fmt == "record":
+            out.append(row)
+            continue
+        rid = row["id"].strip()
+        if rid not in records:
+            raise ConfigError(f"evaluation set {p} line {n}: no record for {rid} in "
+                              f"{HELDOUT_RECORDS_CSV.name}; a held-out line names a study of "
+                              "that export")
+        labels = {k: row.get(k) for k in ("msc_relevant", "condition_groups", "cell_sources",
+                                           "origins", "products", "phase")}
+        out.append({**records[rid], "labels": labels | {"note": row.get("note", "")}})
+    return out
 
 
 def classify_row(row: dict[str, Any], rules: Rules) -> Labels:
@@ -207,9 +477,10 @@ def evaluate(path: Path | None = None, rules: Rules | None = None) -> EvalReport
             rel.fn += 1
         if g_rel != p_rel:
             misses.append(Miss(rid, "relevance", g_rel, p_rel, pred.reason))
-        confusion[(gold["phase"], pred.phase)] += 1
-        if gold["phase"] != pred.phase:
-            misses.append(Miss(rid, "phase", gold["phase"], pred.phase, ""))
+        if gold.get("phase") is not None:  # held-out label lines may leave phase out
+            confusion[(gold["phase"], pred.phase)] += 1
+            if gold["phase"] != pred.phase:
+                misses.append(Miss(rid, "phase", gold["phase"], pred.phase, ""))
         if not g_rel:
             continue
         n_rel += 1
@@ -269,17 +540,23 @@ def render_report(report: EvalReport) -> str:
     w("")
     phases = [p for p in taxonomy.PHASES
               if any(p in key for key in report.phase_confusion)]
-    w(f"Phase confusion (rows = expected, columns = predicted); accuracy "
-      f"{report.phase_accuracy:.3f}")
-    width = max(len(p) for p in phases) + 2 if phases else 10
-    w(" " * width + "".join(f"{p[:10]:>11}" for p in phases))
-    for e in phases:
-        w(f"{e:<{width}}" + "".join(f"{report.phase_confusion.get((e, p), 0):>11}"
-                                      for p in phases))
+    if not phases:
+        w("Phase confusion: no record of this set labels its phase (not scored)")
+    else:
+        w(f"Phase confusion (rows = expected, columns = predicted); accuracy "
+          f"{report.phase_accuracy:.3f}")
+        width = max(len(p) for p in phases) + 2
+        w(" " * width + "".join(f"{p[:10]:>11}" for p in phases))
+        for e in phases:
+            w(f"{e:<{width}}" + "".join(f"{report.phase_confusion.get((e, p), 0):>11}"
+                                          for p in phases))
     w("")
     w("Bars:")
     figs = report.figures()
     for k, bar in BARS.items():
+        if k == "phase_accuracy" and not report.phase_scored:
+            w(f"  {k:<28}{'n/a':>8}  >= {bar:.2f}  not scored (no phase labels)")
+            continue
         status = "ok" if figs[k] >= bar else "BELOW BAR"
         w(f"  {k:<28}{figs[k]:>8.3f}  >= {bar:.2f}  {status}")
     w("")
@@ -296,7 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("path", nargs="?", type=Path, default=None, help="evaluation JSONL")
     ap.add_argument("--rules", type=Path, default=None, help="rules TOML (default: packaged)")
     args = ap.parse_args(argv)
-    report = evaluate(args.path, load_rules(args.rules) if args.rules else None)
+    try:
+        report = evaluate(args.path, load_rules(args.rules) if args.rules else None)
+    except TrackerError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     print(render_report(report))
     return 1 if report.failures() else 0
 
