@@ -28,12 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from replay_server import ReplayServer  # noqa: E402
-from test_crash import many_studies  # noqa: E402
+from replay_server import ReplayServer
+from test_crash import many_studies
 
-from db.engine import make_engine  # noqa: E402
-from tests.conftest import ctgov_studies  # noqa: E402
-from tracker.reports import build_report, make_filter, query_studies  # noqa: E402
+from db.engine import make_engine
+from tests.conftest import ctgov_studies
+from tracker.reports import build_report, make_filter, query_studies
 
 TRACKER = Path(sys.executable).parent / "tracker"
 
