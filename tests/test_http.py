@@ -128,3 +128,48 @@ def test_redacting_filter_strips_keys_from_get_urls() -> None:
                                None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "HTTP Request: GET https://x/efetch.fcgi?db=pubmed&api_key=***&id=1"
+
+
+class _Trickle(httpx.SyncByteStream):
+    """A body arriving 64 bytes at a time, ``pause`` seconds apart (each read succeeds)."""
+
+    def __init__(self, chunks: int, pause: float) -> None:
+        self.chunks, self.pause = chunks, pause
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for _ in range(self.chunks):
+            time.sleep(self.pause)
+            yield b"x" * 64
+
+
+def test_a_trickling_answer_times_out_at_the_overall_deadline_and_is_retried() -> None:
+    sleeps: list[float] = []
+    settings = load_settings({"db": "x.sqlite", "max_retries": 2}, env={})
+    client = make_client(settings, transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, stream=_Trickle(1000, 0.02))))
+    http = Http(client, settings, sleep=sleeps.append, deadline=0.15)
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=r"^ctgov: timed out reading https://clinicaltrials\.gov"
+                                         r"/api/v2/studies \(the answer was still arriving after "
+                                         r"the 0\.15 s deadline of one request\)"):
+        http.get("ctgov", CTGOV_URL)
+    assert time.monotonic() - t0 < 5.0  # 3 tries of 0.15 s (1 request/s), not 3 x 20 s
+    assert (http.stats.requests, http.stats.retries) == (3, 2) and len(sleeps) == 2
+
+
+def test_a_slow_answer_within_the_deadline_is_read_whole() -> None:
+    settings = load_settings({"db": "x.sqlite"}, env={})
+    client = make_client(settings, transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, stream=_Trickle(5, 0.01))))
+    http = Http(client, settings, sleep=[].append, deadline=5.0)
+    assert http.get("ctgov", CTGOV_URL).content == b"x" * 320
+    assert http.stats.retries == 0
+
+
+def test_the_deadline_follows_the_timeout() -> None:
+    from tracker.http import DEADLINE_FACTOR, request_deadline
+
+    assert request_deadline(load_settings({"db": "x", "timeout": 2}, env={})) == \
+        2 * DEADLINE_FACTOR
+    settings = load_settings({"db": "x"}, env={})
+    assert Http(make_client(settings), settings).deadline == settings.timeout * DEADLINE_FACTOR

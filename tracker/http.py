@@ -8,6 +8,10 @@ what public APIs ask of us:
 * retries with exponential backoff and jitter (tenacity) on 429, 5xx, timeouts and connection
   errors, honouring ``Retry-After`` when a server sends it, capped by ``backoff_cap``;
 * every other 4xx fails at once with the server's own message;
+* an overall deadline per request (``request_deadline``, else ``DEADLINE_FACTOR`` x
+  ``timeout``): httpx's timeouts bound each read, not the whole answer, so a server that
+  trickles a few bytes at a time would hold a request for hours. The body is read in chunks
+  and the request abandoned when the deadline passes; that counts as a timeout (retried);
 * every httpx exception is translated to ``FetchError`` here, and nowhere else.
 
 Counters (requests, retries) feed the run log.
@@ -33,6 +37,10 @@ from tracker.errors import FetchError, ThrottledError, redact
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A request's overall deadline, when ``request_deadline`` is not configured: this many times
+# the per-read ``timeout`` (60 s by default: 5 minutes for one response, ample for a CT.gov
+# page of 1000 studies on a slow line, and far short of the hours a trickling server takes).
+DEADLINE_FACTOR = 5.0
 
 
 def user_agent(settings: Settings) -> str:
@@ -50,6 +58,36 @@ def make_client(settings: Settings, transport: httpx.BaseTransport | None = None
         follow_redirects=True,
         transport=transport,
     )
+
+
+class _DeadlinePassed(Exception):
+    """Internal: the response was still arriving when the request's deadline passed."""
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    """A response body stream that raises ``_DeadlinePassed`` once ``deadline`` (monotonic
+    time) has passed; each chunk is one network read, itself bounded by the read timeout."""
+
+    def __init__(self, inner: Any, deadline: float) -> None:
+        self.inner = inner
+        self.deadline = deadline
+
+    def __iter__(self) -> Any:
+        for chunk in self.inner:
+            if time.monotonic() > self.deadline:
+                raise _DeadlinePassed
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def request_deadline(settings: Settings) -> float:
+    """Seconds one request (connect to last byte) may take before it counts as timed out."""
+    configured = getattr(settings, "request_deadline", None)
+    if configured:
+        return float(configured)
+    return settings.timeout * DEADLINE_FACTOR
 
 
 class _Retryable(Exception):
@@ -104,9 +142,11 @@ class Http:
         settings: Settings,
         *,
         sleep: Any = time.sleep,
+        deadline: float | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
+        self.deadline = request_deadline(settings) if deadline is None else deadline
         self.stats = HttpStats()
         self._limiters: dict[str, Limiter] = {}
         self._sleep = sleep
@@ -181,9 +221,17 @@ class Http:
     ) -> httpx.Response:
         self._limiter(source).try_acquire(source)
         self.stats.requests += 1
+        deadline = time.monotonic() + self.deadline
         try:
-            response = self.client.request(method, url, params=params, data=data)
-            response.read()
+            with self.client.stream(method, url, params=params, data=data) as response:
+                response.stream = _DeadlineStream(response.stream, deadline)
+                response.read()
+        except _DeadlinePassed as exc:
+            raise _Retryable(
+                FetchError(f"{source}: timed out reading {redact(url)} (the answer was still "
+                           f"arriving after the {self.deadline:g} s deadline of one request); "
+                           "the server is sending too slowly, run again later")
+            ) from exc
         except httpx.TimeoutException as exc:
             raise _Retryable(
                 FetchError(f"{source}: timed out reading {redact(url)} ({type(exc).__name__}); "
@@ -203,4 +251,5 @@ class Http:
         return response
 
 
-__all__ = ["Http", "HttpStats", "ThrottledError", "make_client", "parse_retry_after", "user_agent"]
+__all__ = ["Http", "HttpStats", "ThrottledError", "make_client", "parse_retry_after",
+           "request_deadline", "user_agent"]
