@@ -84,11 +84,14 @@ def page_limit(total: int | None, page_size: int) -> int:
 def endless_paging(source: str, pages: int, total: int | None, page_size: int,
                    empty: int) -> IncompleteError:
     """The error for a window whose paging went past ``page_limit``."""
-    announced = (f"the {total} records announced need at most {page_limit(total, page_size)}"
-                 if total is not None else
-                 f"no total was announced; {page_limit(None, page_size)} is the most allowed")
-    blank = f", {empty} of them empty" if empty else ""
+    limit = page_limit(total, page_size)
+    if total is None:
+        why = f"no total was announced and {limit} pages is the most allowed"
+    else:
+        why = (f"the {total} records announced fill {-(-total // max(1, page_size))} "
+               f"({limit} allowed)")
+    blank = f" ({empty} of them empty)" if empty else ""
     return IncompleteError(
-        f"{source}: paging did not end after {pages} pages of {page_size} ({announced}); the "
-        f"API kept sending a next page{blank}. Paging stopped; nothing is lost, the next run "
-        "repeats this window")
+        f"{source}: paging did not end: after {pages} pages of {page_size}{blank} the API still "
+        f"sent a next page, where {why}; paging stopped, nothing is lost, the next run repeats "
+        "this window")

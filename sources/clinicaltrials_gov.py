@@ -19,7 +19,7 @@ import orjson
 import simdjson
 
 from db.records import Arm, Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
-from sources.base import Page, Window
+from sources.base import Page, Window, endless_paging, page_limit
 from tracker.config import SourceSettings
 from tracker.errors import FetchError, ParseError
 from tracker.taxonomy import ctgov_phase, ctgov_status
@@ -148,6 +148,26 @@ def _enum(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _scalar(value: Any) -> str | None:
+    """An id given as a string or a number, as stripped text; None for anything else."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is an object, else an empty one: a module or struct of the wrong type
+    (a string, a list) reads as absent, so one odd record does not stop a run."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def _strings(values: Any) -> list[str]:
     if not isinstance(values, list):
         return []
@@ -163,13 +183,13 @@ def _mesh(module: Any, kind: str) -> list[Mesh]:
     if not isinstance(module, dict):
         return []
     out = [
-        Mesh(kind, m.get("id"), m["term"])
-        for m in module.get("meshes") or []
+        Mesh(kind, _enum(m.get("id")), m["term"])
+        for m in _list(module.get("meshes"))
         if isinstance(m, dict) and isinstance(m.get("term"), str)
     ]
     out += [
-        Mesh(kind, m.get("id"), m["term"], ancestor=True)
-        for m in module.get("ancestors") or []
+        Mesh(kind, _enum(m.get("id")), m["term"], ancestor=True)
+        for m in _list(module.get("ancestors"))
         if isinstance(m, dict) and isinstance(m.get("term"), str)
     ]
     return out
@@ -196,8 +216,8 @@ def parse_study(
     proto = study.get("protocolSection")
     if not isinstance(proto, dict):
         raise ParseError("ctgov: study has no protocolSection")
-    ident = proto.get("identificationModule") or {}
-    nct = ident.get("nctId") if isinstance(ident, dict) else None
+    ident = _dict(proto.get("identificationModule"))
+    nct = ident.get("nctId")
     if not isinstance(nct, str) or not NCT_RE.match(nct.strip()):
         raise ParseError(f"ctgov: study has no valid nctId ({nct!r})")
     nct = nct.strip()
@@ -205,33 +225,34 @@ def parse_study(
     if not title:
         raise ParseError(f"ctgov: {nct} has no title")
 
-    status_mod = proto.get("statusModule") or {}
-    design = proto.get("designModule") or {}
-    conds = proto.get("conditionsModule") or {}
-    arms = proto.get("armsInterventionsModule") or {}
-    desc = proto.get("descriptionModule") or {}
-    elig = proto.get("eligibilityModule") or {}
-    sponsors = proto.get("sponsorCollaboratorsModule") or {}
-    refs_mod = proto.get("referencesModule") or {}
-    derived = study.get("derivedSection") or {}
+    # A module (or struct) of the wrong type reads as absent: ``_dict``/``_list``.
+    status_mod = _dict(proto.get("statusModule"))
+    design = _dict(proto.get("designModule"))
+    conds = _dict(proto.get("conditionsModule"))
+    arms = _dict(proto.get("armsInterventionsModule"))
+    desc = _dict(proto.get("descriptionModule"))
+    elig = _dict(proto.get("eligibilityModule"))
+    sponsors = _dict(proto.get("sponsorCollaboratorsModule"))
+    refs_mod = _dict(proto.get("referencesModule"))
+    derived = _dict(study.get("derivedSection"))
 
     phases = design.get("phases")
     phases = [p for p in phases if isinstance(p, str)] if isinstance(phases, list) else None
     status_raw = status_mod.get("overallStatus")
     status_raw = status_raw if isinstance(status_raw, str) else None
-    enrollment_info = design.get("enrollmentInfo") or {}
+    enrollment_info = _dict(design.get("enrollmentInfo"))
     count = enrollment_info.get("count")
-    lead = sponsors.get("leadSponsor") or {}
+    lead = _dict(sponsors.get("leadSponsor"))
 
     interventions = []
-    for iv in arms.get("interventions") or []:
+    for iv in _list(arms.get("interventions")):
         if not isinstance(iv, dict):
             continue
         name = _text(iv.get("name"))
         if name:
             interventions.append(
                 Intervention(
-                    type=iv.get("type") if isinstance(iv.get("type"), str) else None,
+                    type=_enum(iv.get("type")),
                     name=name,
                     description=_text(iv.get("description")),
                     other_names=_strings(iv.get("otherNames")),
@@ -239,47 +260,41 @@ def parse_study(
             )
 
     references = []
-    for ref in refs_mod.get("references") or []:
+    for ref in _list(refs_mod.get("references")):
         if not isinstance(ref, dict):
             continue
-        pmid = ref.get("pmid")
+        pmid = _scalar(ref.get("pmid"))
         references.append(
             Reference(
-                pmid=str(pmid).strip() if pmid else None,
-                type=ref.get("type") if isinstance(ref.get("type"), str) else None,
+                pmid=pmid,
+                type=_enum(ref.get("type")),
                 citation=_text(ref.get("citation")),
                 retraction_pmids=[
-                    str(r["pmid"]) for r in ref.get("retractions") or []
-                    if isinstance(r, dict) and r.get("pmid")
+                    p for r in _list(ref.get("retractions"))
+                    if isinstance(r, dict) and (p := _scalar(r.get("pmid")))
                 ],
             )
         )
 
     secondary = [
-        SecondaryId(
-            value=str(s["id"]).strip(),
-            type=s.get("type") if isinstance(s.get("type"), str) else None,
-            domain=_text(s.get("domain")),
-        )
-        for s in ident.get("secondaryIdInfos") or []
-        if isinstance(s, dict) and s.get("id")
+        SecondaryId(value=value, type=_enum(s.get("type")), domain=_text(s.get("domain")))
+        for s in _list(ident.get("secondaryIdInfos"))
+        if isinstance(s, dict) and (value := _scalar(s.get("id")))
     ]
 
     arm_groups = [
         Arm(label=label, type=_enum(a.get("type")), description=_text(a.get("description")),
             interventions=_strings(a.get("interventionNames")))
-        for a in arms.get("armGroups") or [] if isinstance(a, dict)
+        for a in _list(arms.get("armGroups")) if isinstance(a, dict)
         if (label := _text(a.get("label")))
     ]
-    outcomes_mod = proto.get("outcomesModule") or {}
     primary_outcomes = [
-        m for o in (outcomes_mod.get("primaryOutcomes") or [] if isinstance(outcomes_mod, dict)
-                    else []) if isinstance(o, dict) and (m := _text(o.get("measure")))
+        m for o in _list(_dict(proto.get("outcomesModule")).get("primaryOutcomes"))
+        if isinstance(o, dict) and (m := _text(o.get("measure")))
     ]
-    locations_mod = proto.get("contactsLocationsModule") or {}
     countries = list(dict.fromkeys(
-        c for loc in (locations_mod.get("locations") or [] if isinstance(locations_mod, dict)
-                      else []) if isinstance(loc, dict) and (c := _text(loc.get("country")))
+        c for loc in _list(_dict(proto.get("contactsLocationsModule")).get("locations"))
+        if isinstance(loc, dict) and (c := _text(loc.get("country")))
     ))
 
     if raw is None:
@@ -293,7 +308,7 @@ def parse_study(
         content_hash=digest or content_hash(raw),
         official_title=_text(ident.get("officialTitle")),
         acronym=_text(ident.get("acronym")),
-        study_type=design.get("studyType") if isinstance(design.get("studyType"), str) else None,
+        study_type=_enum(design.get("studyType")),
         phase=ctgov_phase(phases),
         phase_raw="|".join(phases) if phases else None,
         status=ctgov_status(status_raw),
@@ -305,9 +320,9 @@ def parse_study(
         + _mesh(derived.get("interventionBrowseModule"), "intervention"),
         interventions=interventions,
         enrollment=count if isinstance(count, int) and not isinstance(count, bool) else None,
-        enrollment_type=enrollment_info.get("type") if isinstance(enrollment_info, dict) else None,
-        sponsor=_text(lead.get("name")) if isinstance(lead, dict) else None,
-        sponsor_class=lead.get("class") if isinstance(lead, dict) else None,
+        enrollment_type=_enum(enrollment_info.get("type")),
+        sponsor=_text(lead.get("name")),
+        sponsor_class=_enum(lead.get("class")),
         first_posted=_full_date(status_mod.get("studyFirstPostDateStruct")),
         last_update_posted=_full_date(status_mod.get("lastUpdatePostDateStruct")),
         start_date=_date(status_mod.get("startDateStruct")),
@@ -340,24 +355,38 @@ class ClinicalTrialsGov:
         self.settings = settings
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
-        """Yield every page of ``window``, following ``nextPageToken`` with the same params."""
+        """Yield every page of ``window``, following ``nextPageToken`` with the same params.
+
+        Paging is bounded by what ``totalCount`` allows (``sources.base.page_limit``): a server
+        that keeps sending tokens (for empty pages, say) fails the window instead of paging
+        forever. A window that starts after it ends is empty: nothing is asked.
+        """
+        if window.since is not None and window.since > window.until:
+            return
         url = self.settings.url.rstrip("/") + "/studies"
+        size = min(max(self.settings.page_size, 1), 1000)
         token: str | None = None
         seen_tokens: set[str] = set()
-        first = True
+        pages = empty = 0
+        limit = page_limit(None, size)
+        announced: int | None = None
         while True:
-            params = build_params(
-                self.settings.query, window, page_size=self.settings.page_size, page_token=token
-            )
+            params = build_params(self.settings.query, window, page_size=size, page_token=token)
             body = http.get(NAME, url, params).content
             studies, total, token = parse_page(body)
             del body
-            yield Page(items=studies, total=total if first else None)
-            first = False
+            if pages == 0:
+                announced = total
+                limit = page_limit(total, size)
+            pages += 1
+            empty += not studies
+            yield Page(items=studies, total=total if pages == 1 else None)
             if token is None:
                 return
             if token in seen_tokens:
                 raise ParseError(f"ctgov: the API repeated page token {token!r}; paging stopped")
+            if pages >= limit:
+                raise endless_paging(NAME, pages, announced, size, empty)
             seen_tokens.add(token)
 
     def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Page]:

@@ -138,6 +138,22 @@ def _list(block: Any, key: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _str(value: Any) -> str | None:
+    """A text field's value when it is text; anything else (a number, a list, an object) reads
+    as absent, so one odd record cannot stop a run. Absent, not converted: a stored field a
+    later copy of the record can still fill (a listing other than PubMed's only fills the
+    descriptive fields it finds empty), where a number turned text would stay for good."""
+    return value if isinstance(value, str) else None
+
+
+def _id_part(value: Any) -> str | None:
+    """An id (``source``, ``id``, ``pmid``) or year: a non-empty string, or an integer as its
+    digits; anything else is None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def _date(value: Any) -> dt.date | None:
     if not isinstance(value, str):
         return None
@@ -156,15 +172,19 @@ def _mesh(result: dict[str, Any]) -> list[Mesh]:
             isinstance(q, dict) and q.get("majorTopic_YN") == "Y"
             for q in _list(heading.get("meshQualifierList"), "meshQualifier")
         )
-        out.append(Mesh(kind="heading", mesh_id=None, term=heading["descriptorName"], major=major))
+        term = _str(heading["descriptorName"])
+        if term:
+            out.append(Mesh(kind="heading", mesh_id=None, term=term, major=major))
     return out
 
 
 def _preprint_of(result: dict[str, Any]) -> str | None:
     """``SRC:id`` of the published version a preprint points to ("Preprint of" link)."""
     for link in _list(result.get("commentCorrectionList"), "commentCorrection"):
-        if isinstance(link, dict) and link.get("type") == "Preprint of" and link.get("id"):
-            return f"{link.get('source') or 'MED'}:{link['id']}"
+        if isinstance(link, dict) and link.get("type") == "Preprint of":
+            rid = _id_part(link.get("id"))
+            if rid:
+                return f"{_id_part(link.get('source')) or 'MED'}:{rid}"
     return None
 
 
@@ -172,47 +192,51 @@ def _pub_types(result: dict[str, Any]) -> list[str]:
     types = _list(result.get("pubTypeList"), "pubType")
     if not types and isinstance(result.get("pubType"), str):  # resultType=lite: "a; b"
         types = [t.strip() for t in result["pubType"].split(";") if t.strip()]
-    return [str(t) for t in types]
+    return [t for t in map(_str, types) if t]
 
 
 def _journal(result: dict[str, Any]) -> str | None:
     info = result.get("journalInfo")
     if isinstance(info, dict) and isinstance(info.get("journal"), dict):
-        title = info["journal"].get("title")
+        title = _str(info["journal"].get("title"))
         if title:
-            return str(title)
-    return result.get("journalTitle") or None  # resultType=lite
+            return title
+    return _str(result.get("journalTitle")) or None  # resultType=lite
 
 
 def parse_result(result: Any) -> PublicationRecord:
-    """Normalise one ``core`` result; raises EuropePMCParseError when it has no source/id."""
+    """Normalise one ``core`` result; raises EuropePMCParseError when it has no source/id.
+
+    A field of the wrong type (a number or a list where text belongs) reads as absent
+    (``_str``); an id or a year may also be an integer (``_id_part``)."""
     if not isinstance(result, dict):
         raise EuropePMCParseError(
             f"europepmc: result entry is a {type(result).__name__}, not an object"
         )
-    src, rid = result.get("source"), result.get("id")
+    src, rid = _id_part(result.get("source")), _id_part(result.get("id"))
     if not src or not rid:
         raise EuropePMCParseError(f"europepmc: result without source/id: {str(result)[:120]}")
     raw = orjson.dumps(result)
-    pub_date = result.get("firstPublicationDate") or None
-    year = result.get("pubYear") or (pub_date[:4] if pub_date else None)
+    pub_date = result.get("firstPublicationDate")
+    pub_date = pub_date if isinstance(pub_date, str) and pub_date else None
+    year = _id_part(result.get("pubYear")) or (pub_date[:4] if pub_date else None)
     authors = result.get("authorString")
     return PublicationRecord(
         source=SOURCE,
         source_id=f"{src}:{rid}",
-        title=clean_html(result.get("title")) or "",
+        title=clean_html(_str(result.get("title"))) or "",
         raw=raw,
         content_hash=content_hash(raw),
-        pmid=result.get("pmid") or None,
-        pmcid=result.get("pmcid") or None,
-        doi=result.get("doi") or None,
-        abstract=clean_html(result.get("abstractText")),
+        pmid=_id_part(result.get("pmid")),
+        pmcid=_str(result.get("pmcid")) or None,
+        doi=_str(result.get("doi")) or None,
+        abstract=clean_html(_str(result.get("abstractText"))),
         journal=_journal(result),
         pub_date=pub_date,
-        pub_year=int(year) if year and str(year).isdigit() else None,
+        pub_year=int(year) if year and year.isdigit() else None,
         publication_types=_pub_types(result),
         mesh=_mesh(result),
-        keywords=[str(k) for k in _list(result.get("keywordList"), "keyword") if k],
+        keywords=[k for k in map(_str, _list(result.get("keywordList"), "keyword")) if k],
         # authorString ends with a full stop ("Smith J, Doe A."); drop it to match PubMed's form
         authors=authors.rstrip(". ") or None if isinstance(authors, str) else None,
         is_preprint=src == "PPR",
@@ -284,28 +308,39 @@ class EuropePMC:
         self.email = email
 
     def fetch(self, http: Any, window: Any) -> Iterator[Any]:
-        """Yield every page of ``window``; the cursor chain ends as API_NOTES 3.5 describes."""
-        from sources.base import Page
+        """Yield every page of ``window``; the cursor chain ends as API_NOTES 3.5 describes.
 
+        Paging is bounded by what ``hitCount`` allows (``sources.base.page_limit``): a cursor
+        that keeps coming back fresh without the results running out fails the window instead
+        of paging forever. A window that starts after it ends is empty: nothing is asked.
+        """
+        from sources.base import Page, endless_paging, page_limit
+
+        if window.since is not None and window.since > window.until:
+            return
         url = self.settings.url.rstrip("/") + "/search"
         query = (build_window_query(self.settings.query, window.since, window.until)
                  if window.since else self.settings.query)
+        size = min(self.settings.page_size, MAX_PAGE_SIZE)
         cursor = "*"
         seen = {cursor}
-        first = True
+        pages = empty = announced = 0
         while True:
-            params = build_search_params(query, cursor=cursor,
-                                         page_size=min(self.settings.page_size, MAX_PAGE_SIZE),
-                                         email=self.email)
+            params = build_search_params(query, cursor=cursor, page_size=size, email=self.email)
             body = http.get(SOURCE, url, params).content
             hit_count, next_cursor, results = parse_search_envelope(body)
-            yield Page(items=results, total=hit_count if first else None)
-            first = False
+            if pages == 0:
+                announced = hit_count
+            pages += 1
+            empty += not results
+            yield Page(items=results, total=hit_count if pages == 1 else None)
             if next_cursor is None:
                 return
             if next_cursor in seen:
                 raise EuropePMCParseError(
                     f"europepmc: the API repeated cursor {next_cursor!r}; paging stopped")
+            if pages >= page_limit(announced, size):
+                raise endless_paging(SOURCE, pages, announced, size, empty)
             seen.add(next_cursor)
             cursor = next_cursor
 
@@ -323,6 +358,8 @@ class EuropePMC:
 
     def record_id(self, item: Any) -> str | None:
         """``SRC:id`` of a raw result, when readable."""
-        if isinstance(item, dict) and item.get("source") and item.get("id"):
-            return f"{item['source']}:{item['id']}"
+        if isinstance(item, dict):
+            src, rid = _id_part(item.get("source")), _id_part(item.get("id"))
+            if src and rid:
+                return f"{src}:{rid}"
         return None

@@ -202,6 +202,34 @@ def _parse_xml(body: bytes, what: str) -> etree._Element:
         ) from exc
 
 
+# A record's bytes cut from an efetch body lose the body's DOCTYPE. In a document with an
+# external subset (which this parser never loads) an entity the subset might declare, such as
+# "&foo;", is kept as an unexpanded reference: that is how the record parsed within its page.
+# Parsed alone, the same bytes would be rejected ("Entity 'foo' not defined"), so a stored
+# record could never be read again; such a record is parsed behind this DOCTYPE instead, which
+# gives the tree it had in its page. Nothing is fetched or expanded: same parser, same rules.
+_RECORD_DOCTYPE = (b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
+                   b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">\n')
+
+
+def _parse_record(raw: bytes, what: str) -> etree._Element:
+    """One record's own bytes (an item, a stored or quarantined record) as an element.
+
+    Raises ``PubMedParseError`` when they are not well-formed XML.
+    """
+    try:
+        return _parse_xml(raw, what)
+    except PubMedParseError:
+        head = raw.lstrip()[:9]
+        if head.startswith((b"<?xml", b"<!DOCTYPE")) or _NAMED_ENTITY.search(raw) is None:
+            raise
+        try:
+            return etree.fromstring(_RECORD_DOCTYPE + raw, _XML_PARSER)
+        except etree.XMLSyntaxError:
+            pass
+        raise
+
+
 def _to_int(value: object, what: str) -> int:
     try:
         return int(str(value).strip())
@@ -921,7 +949,7 @@ def split_efetch(body: bytes) -> list[EfetchItem]:
 
 def item_from_bytes(raw: bytes) -> EfetchItem:
     """An item rebuilt from one record's bytes (a stored raw record, a quarantined one)."""
-    items = _items_of(_parse_xml(raw, "stored record"), raw)
+    items = _items_of(_parse_record(raw, "stored record"), raw)
     if len(items) != 1:
         raise PubMedParseError("pubmed: a stored record holds no single PubMed record")
     return items[0]
@@ -950,7 +978,7 @@ def parse_item(item: EfetchItem) -> PublicationRecord:
     """
     if item.record is None and item.error is None:
         try:
-            el = _parse_xml(item.raw, "record")
+            el = _parse_record(item.raw, "record")
         except PubMedParseError as exc:
             item.error = exc
         else:
@@ -1045,6 +1073,8 @@ class PubMed:
         """Yield efetch batches for every date window of ``window`` (edat, then mdat)."""
         from sources.base import Page
 
+        if window.since is not None and window.since > window.until:
+            return  # a window that starts after it ends is empty: nothing to ask
         passes = [("edat", window.since or FULL_LOAD_START)]
         if window.since is not None:
             passes.append(("mdat", window.since))

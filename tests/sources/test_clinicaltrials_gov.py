@@ -191,3 +191,59 @@ def test_fetch_ids_reads_single_studies_and_skips_unknown_ids() -> None:
     record = src.parse(pages[0].items[0])
     assert record.registry_id == "NCT00763412" and record.title
     assert record.raw == orjson.dumps(orjson.loads(known))  # compact, like a page's items
+
+
+def _wrong(value: Any) -> list[Any]:
+    """Values of the wrong type for a field holding ``value`` (derived from it)."""
+    return [orjson.dumps(value).decode(), [value], 20190514, None, True]
+
+
+PATHS = [  # (where, key): modules, structs and scalars of the protocol and derived sections
+    *((("protocolSection",), m) for m in (
+        "statusModule", "designModule", "conditionsModule", "armsInterventionsModule",
+        "descriptionModule", "eligibilityModule", "sponsorCollaboratorsModule",
+        "referencesModule", "outcomesModule", "contactsLocationsModule")),
+    (("protocolSection", "statusModule"), "startDateStruct"),
+    (("protocolSection", "statusModule"), "overallStatus"),
+    (("protocolSection", "designModule"), "enrollmentInfo"),
+    (("protocolSection", "designModule"), "phases"),
+    (("protocolSection", "armsInterventionsModule"), "interventions"),
+    (("protocolSection", "armsInterventionsModule"), "armGroups"),
+    (("protocolSection", "referencesModule"), "references"),
+    (("protocolSection", "sponsorCollaboratorsModule"), "leadSponsor"),
+    (("protocolSection", "identificationModule"), "secondaryIdInfos"),
+    ((), "derivedSection"),
+]
+
+
+@pytest.mark.parametrize(("where", "key"), PATHS, ids=[".".join((*w, k)) for w, k in PATHS])
+def test_a_field_of_the_wrong_type_reads_as_absent(where: tuple[str, ...], key: str) -> None:
+    """Derived from real studies: each module, struct or list replaced by a string, a list, a
+    number, null or a boolean. The study still parses (what it holds of the right type), as
+    when the field is missing, and every value of the record has the type it promises."""
+    tried = 0
+    for study in STUDIES:
+        node = study
+        for part in where:
+            node = node.get(part) or {}
+        if key not in node:
+            continue
+        tried += 1
+        for value in _wrong(node[key]):
+            changed = orjson.loads(orjson.dumps(study))
+            target = changed
+            for part in where:
+                target = target[part]
+            target[key] = value
+            rec = parse_study(changed)
+            assert rec.registry_id == study["protocolSection"]["identificationModule"]["nctId"]
+            for name in ("study_type", "status_raw", "enrollment_type", "sponsor",
+                         "sponsor_class", "start_date", "why_stopped", "phase_raw"):
+                assert isinstance(getattr(rec, name), str | None), (name, getattr(rec, name))
+            assert rec.enrollment is None or type(rec.enrollment) is int
+            assert all(isinstance(c, str) for c in rec.conditions + rec.countries)
+            assert all(isinstance(i.name, str) and isinstance(i.type, str | None)
+                       for i in rec.interventions)
+            assert all(isinstance(r.pmid, str | None) for r in rec.references)
+            assert all(isinstance(s.value, str) for s in rec.secondary_ids)
+    assert tried, "no recorded study has this field"

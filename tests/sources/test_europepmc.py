@@ -245,3 +245,45 @@ def test_bad_bodies_raise_parse_error(raw: bytes, match: str) -> None:
 )
 def test_clean_html(html: str | None, text: str | None) -> None:
     assert clean_html(html) == text
+
+
+FIELDS = ("title", "abstractText", "journalInfo", "journalTitle", "pmid", "pmcid", "doi",
+          "pubYear", "firstPublicationDate", "firstIndexDate", "dateOfRevision",
+          "authorString", "pubTypeList", "meshHeadingList", "keywordList",
+          "commentCorrectionList")
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_field_of_the_wrong_type_reads_as_absent(field: str) -> None:
+    """Derived from every real core result: one field replaced by a number (a numeric title, a
+    numeric date), a list where a string belongs, an object, null or a boolean. The result still
+    parses; every text field of the record is text or None."""
+    from sources.europepmc import parse_result
+
+    results = orjson.loads(body("search_cancer_core.json"))["resultList"]["result"]
+    for result in results:
+        for value in (20190514, 3.5, [result.get(field)], {"x": 1}, None, True):
+            rec = parse_result({**result, field: value})
+            assert rec.source_id == f"{result['source']}:{result['id']}"
+            assert isinstance(rec.title, str)
+            for name in ("pmid", "pmcid", "doi", "abstract", "journal", "pub_date", "authors",
+                         "preprint_of"):
+                assert isinstance(getattr(rec, name), str | None), (name, getattr(rec, name))
+            assert rec.pub_year is None or type(rec.pub_year) is int
+            assert all(isinstance(t, str) for t in rec.publication_types + rec.keywords)
+            assert all(isinstance(m.term, str) for m in rec.mesh)
+            if field == "title" and not isinstance(value, str):
+                assert rec.title == ""
+
+
+def test_an_id_of_the_wrong_type_is_a_parse_error_or_its_digits() -> None:
+    from sources.europepmc import EuropePMC, parse_result
+
+    result = orjson.loads(body("search_cancer_core.json"))["resultList"]["result"][0]
+    source = EuropePMC(None)
+    for bad in ([result["id"]], {"id": 1}, None, "", True):
+        with pytest.raises(EuropePMCParseError, match="without source/id"):
+            parse_result({**result, "id": bad})
+        assert source.record_id({**result, "id": bad}) is None
+    rec = parse_result({**result, "id": int(result["id"]), "pmid": int(result["pmid"])})
+    assert rec.source_id == f"MED:{result['id']}" and rec.pmid == result["pmid"]

@@ -646,3 +646,42 @@ def test_entity_expansion_bomb_is_not_expanded() -> None:
     else:  # older libxml2: kept as an unexpanded reference
         assert len(r.title) < 100 and len(r.raw) < len(raw)
     assert time.perf_counter() - start < 1.0
+
+
+def test_a_record_with_an_undeclared_entity_reads_again_from_its_stored_bytes() -> None:
+    """Derived from a real body: `` &foo;`` (an entity no DTD declares) at the end of the
+    ArticleTitle. Within its page (whose DOCTYPE names an external DTD, never loaded) the record
+    parses with the reference kept as text; its own bytes, as stored, parse to the same record,
+    so ``tracker classify``, the history and the quarantine can read it again."""
+    import dataclasses
+
+    from sources import parse_raw
+
+    raw = body("efetch_pubmed_20412080.xml").replace(
+        b"</ArticleTitle>", b" &foo;</ArticleTitle>", 1)
+    (item,) = pubmed.split_efetch(raw)
+    rec = pubmed.parse_item(item)
+    assert rec.title == "The human phenotype ontology. &foo;"
+    assert b" &foo;</ArticleTitle>" in rec.raw and rec.raw.startswith(b"<PubmedArticle>")
+    assert dataclasses.asdict(parse_raw("pubmed", rec.raw)) == dataclasses.asdict(rec)
+    assert pubmed.parse_item(pubmed.item_from_bytes(rec.raw)).title == rec.title
+    # Still one parser, with its rules: a record that is broken besides stays broken.
+    with pytest.raises(PubMedParseError, match="not well-formed"):
+        parse_raw("pubmed", rec.raw.replace(b"</ArticleTitle>", b"</ArticleTitl>", 1))
+
+
+def test_a_stored_record_with_an_entity_declared_in_its_page_is_not_expanded(
+        tmp_path: Path) -> None:
+    """Derived from a real body: the page declares ``xxe`` as a local file (internal subset).
+    The record's stored bytes keep ``&xxe;``; read again alone it stays an unexpanded reference
+    (the internal subset stayed with the page; nothing is read from disk or network)."""
+    from sources import parse_raw
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-XXE-CONTENT")
+    raw = _with_internal_subset(
+        "efetch_pubmed_22351513.xml", f'<!ENTITY xxe SYSTEM "file://{secret}">')
+    raw = raw.replace(b"<ArticleTitle>Variation", b"<ArticleTitle>&xxe; Variation", 1)
+    (r,) = parse_efetch(raw)
+    again = parse_raw("pubmed", r.raw)
+    assert "TOP-SECRET" not in again.title and again.title.endswith("northwest zone of India.")
