@@ -4,7 +4,13 @@ The watermark is the day the last successful run started. An incremental run ask
 updated on or after ``watermark - overlap_days``; the overlap makes day-granular registry dates
 and late data refreshes harmless, because the upsert skips what is unchanged. Each page is
 committed on its own, so a run that dies keeps what it stored; the watermark advances only
-after every page of the window is stored and the count matches what the source announced.
+after every page of the window is stored and the source sent as many *distinct* records as it
+announced (a page that repeats a record in place of another loses that other record: counting
+items would not see it).
+
+Nothing one record holds stops a run: a record that cannot be normalised, whatever the
+exception, is quarantined and the page goes on; any other unexpected exception fails that
+source's run (recorded, with one line) and the other sources still run.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from db.quarantine import quarantine_record, release, waiting, waiting_ids
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
 from sources.base import Page, Window
 from tracker.classify import classify_publication, classify_study
-from tracker.errors import IncompleteError, ParseError, TrackerError, one_line
+from tracker.errors import ConfigError, IncompleteError, ParseError, TrackerError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,8 @@ def plan_window(
         return Window(since=since, until=today)
     if full or watermark is None:
         return Window(since=None, until=today)
-    return Window(since=watermark - dt.timedelta(days=overlap_days), until=today)
+    # A watermark after today (the clock was ahead when it was set) asks for today only.
+    return Window(since=min(watermark - dt.timedelta(days=overlap_days), today), until=today)
 
 
 def store_records(
@@ -121,6 +128,24 @@ def _record_key(rec: Any) -> str:
     return rec.registry_id if hasattr(rec, "registry_id") else rec.source_id
 
 
+def _safe_record_id(source: Any, item: Any) -> str | None:
+    try:
+        return source.record_id(item)
+    except Exception:  # noqa: BLE001 - an id that cannot be read is simply not known
+        return None
+
+
+def _record_error(source: Any, item: Any, exc: Exception) -> ParseError:
+    """``exc`` as the ParseError a quarantine row keeps: a ParseError as it is, anything else
+    (a wrong-typed field the parser did not expect) with its type, message and the record id."""
+    if isinstance(exc, ParseError):
+        return exc
+    rid = _safe_record_id(source, item)
+    what = f"record {rid}" if rid else "a record"
+    return ParseError(one_line(f"{source.name}: {what} could not be normalised: "
+                               f"{type(exc).__name__}: {exc}")[:500])
+
+
 def label(records: Sequence[Any], kind: str, rules: Any) -> None:
     """Attach the classifier's labels to each record (``tracker.classify``)."""
     if rules is None:
@@ -145,11 +170,14 @@ def ingest_page(
     For each batch the stored content hashes are read first, and only records that are new or
     changed are parsed and normalised: an unchanged re-run costs a hash per record. Items are
     dropped from the page as they are used, so a page of large studies never exists twice in
-    memory. A record that fails to parse is counted as rejected; it does not stop the page.
+    memory. A record that fails to parse or to classify, with any exception, is counted as
+    rejected and quarantined; it does not stop the page.
     """
     items = page.items
     now = utcnow()
     fingerprint = getattr(source, "fingerprint", None)
+    classify = None if rules is None else (
+        classify_study if source.kind == "study" else classify_publication)
     with engine.begin() as conn:
         size = getattr(source, "batch_size", BATCH)
         for start in range(0, len(items), size):
@@ -176,15 +204,20 @@ def ingest_page(
             records = []
             for item in batch:
                 try:
-                    records.append(source.parse(item))
-                except ParseError as exc:
+                    rec = source.parse(item)
+                    if classify is not None and not getattr(rec, "deleted", False):
+                        rec.labels = classify(rec, rules)
+                        rec.rules_fingerprint = rules.fingerprint
+                except Exception as exc:  # noqa: BLE001 - one record never stops a page
+                    error = _record_error(source, item, exc)
                     summary.rejected += 1
-                    rid = source.record_id(item)
+                    rid = _safe_record_id(source, item)
                     key = quarantine_record(conn, source.name, rid, source.item_bytes(item),
-                                            str(exc), run_id, now)
+                                            str(error), run_id, now)
                     summary.rejected_ids.append(key)
-                    log.warning("%s: quarantined record %s: %s", source.name, key, exc)
-            label(records, source.kind, rules)
+                    log.warning("%s: quarantined record %s: %s", source.name, key, error)
+                else:
+                    records.append(rec)
             result = store_records(conn, source.kind, records, run_id, now, stored or None)
             if summary.quarantined_before:  # a good copy, new or as stored, releases a bad one
                 release(conn, source.name, [*same, *(_record_key(r) for r in records)])
@@ -193,6 +226,77 @@ def ingest_page(
             summary.unchanged += result.unchanged
         summary.fetched += len(items)
         _save_counts(conn, summary)
+
+
+@dataclass
+class ResultSet:
+    """What one result set (a window's pages from one announced total) delivered.
+
+    PubMed announces one total per esearch date window, CT.gov and Europe PMC one per window.
+    ``ids`` holds every record id seen; a record whose id cannot be read counts as distinct
+    (``unkeyed``), since nothing shows it repeats another.
+    """
+
+    announced: int
+    received: int = 0
+    unkeyed: int = 0
+    ids: set[str] = field(default_factory=set)
+    repeated: list[str] = field(default_factory=list)
+
+    def add(self, source: Any, items: Sequence[Any]) -> None:
+        """Count a page's items (before ``ingest_page`` uses them up)."""
+        self.received += len(items)
+        ids, record_id = self.ids, source.record_id
+        for item in items:
+            rid = record_id(item)
+            if rid is None:
+                self.unkeyed += 1
+            elif rid in ids:
+                self.repeated.append(rid)
+            else:
+                ids.add(rid)
+
+    @property
+    def distinct(self) -> int:
+        """Distinct records received."""
+        return len(self.ids) + self.unkeyed
+
+
+def check_complete(name: str, sets: Sequence[ResultSet]) -> None:
+    """Raise IncompleteError when a result set brought fewer distinct records than it announced.
+
+    A shortfall in items says the source stopped early; a shortfall in distinct ids with the
+    items all there says a page repeated a record in place of another (CT.gov paging does this
+    when records change while a client pages), so that other record never arrived.
+    """
+    short = [s for s in sets if s.distinct < s.announced]
+    if not short:
+        return
+    announced = sum(s.announced for s in short)
+    received = sum(s.received for s in short)
+    distinct = sum(s.distinct for s in short)
+    repeated = [rid for s in short for rid in s.repeated]
+    where = f" in {len(short)} of {len(sets)} result sets" if len(sets) > 1 else ""
+    shown = ", ".join(dict.fromkeys(repeated[:3])) + (", ..." if len(repeated) > 3 else "")
+    if received < announced:
+        detail = (f" ({distinct} distinct, {len(repeated)} repeated: {shown})"
+                  if repeated else "")
+        what = f"the API announced {announced} records but sent {received}{detail}{where}"
+    else:
+        what = (f"the API announced {announced} records but sent {distinct} distinct{where}: "
+                f"{len(repeated)} repeated ({shown}) in place of others")
+    raise IncompleteError(f"{name}: {what}; nothing is lost, the next run repeats this window")
+
+
+def describe_unexpected(name: str, exc: BaseException) -> str:
+    """One line for an exception nobody anticipated (a bug, an answer of a shape no check
+    caught): its type and first line, without the SQL text a database error carries."""
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    first = text[0][:300] if text else ""
+    return one_line(f"{name}: unexpected {type(exc).__name__}{': ' + first if first else ''}; "
+                    "nothing is lost, the next run repeats this window (tracker -v update "
+                    "shows the traceback)")
 
 
 def run_source(
@@ -212,9 +316,11 @@ def run_source(
 
     ``update_id`` is the ``update_run`` this source run belongs to (``tracker update``).
 
-    A TrackerError stops the run: it is recorded in the run log and returned as a summary with
-    ``outcome == "failed"``; pages stored before it stay stored and the watermark does not move.
-    An interrupt (Ctrl-C, SIGTERM via the scheduler) is recorded the same way and re-raised.
+    Any exception stops the run: it is recorded in the run log and returned as a summary with
+    ``outcome == "failed"`` and a one-line ``error`` (a TrackerError's own message, anything
+    else named as unexpected); pages stored before it stay stored and the watermark does not
+    move. An interrupt (Ctrl-C, SIGTERM via the scheduler, SystemExit) is recorded the same
+    way and re-raised. A ``since`` after ``today`` fails the run at once: nothing is asked.
     """
     started = utcnow()
     today = today or started.date()
@@ -230,14 +336,23 @@ def run_source(
             )
         ).inserted_primary_key[0]
     summary = RunSummary(source=source.name, run_id=run_id, window=window)
-    with engine.connect() as conn:
-        summary.quarantined_before = waiting(conn, source.name)
     stats_before = _http_counts(http)
     announced: int | None = None
+    sets: list[ResultSet] = []
     try:
+        with engine.connect() as conn:
+            summary.quarantined_before = waiting(conn, source.name)
+        if window.since is not None and window.since > window.until:
+            raise ConfigError(
+                f"{source.name}: the window starts {window.since.isoformat()}, after its end "
+                f"{window.until.isoformat()} (today); nothing to fetch and the watermark stays. "
+                "Give a --since on or before today")
         for page in source.fetch(http, window):
             if page.total is not None:  # one per result set (PubMed: per date window)
                 announced = (announced or 0) + page.total
+                sets.append(ResultSet(page.total))
+            if sets:
+                sets[-1].add(source, page.items)
             summary.requests, summary.retries = _http_delta(http, stats_before)
             ingest_page(engine, source, page, run_id, summary, rules)
             del page
@@ -245,11 +360,7 @@ def run_source(
                 release_memory()
             if progress:
                 progress(summary.fetched, announced)
-        if announced is not None and summary.fetched < announced:
-            raise IncompleteError(
-                f"{source.name}: the API announced {announced} records but sent "
-                f"{summary.fetched}; nothing is lost, the next run repeats this window"
-            )
+        check_complete(source.name, sets)
         if summary.quarantined_before:
             retry_quarantined(engine, source, http, run_id, summary, rules)
     except TrackerError as exc:
@@ -257,11 +368,17 @@ def run_source(
         summary.error = one_line(str(exc))
         _finish(engine, summary, http, stats_before, advance=False)
         return summary
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         summary.outcome = "failed"
         summary.error = "interrupted before the window was complete"
         _finish(engine, summary, http, stats_before, advance=False)
         raise
+    except Exception as exc:  # recorded as this source's failure, in one line
+        log.info("%s: unexpected error", source.name, exc_info=True)
+        summary.outcome = "failed"
+        summary.error = describe_unexpected(source.name, exc)
+        _finish(engine, summary, http, stats_before, advance=False)
+        return summary
     summary.outcome = "partial" if summary.rejected else "ok"
     _finish(engine, summary, http, stats_before, advance=True)
     return summary
@@ -286,9 +403,11 @@ def retry_quarantined(
     try:
         for page in fetch_ids(http, ids):
             ingest_page(engine, source, page, run_id, summary, rules)
-    except TrackerError as exc:
+    except Exception as exc:  # noqa: BLE001 - the window is stored; this is logged, retried
+        why = one_line(str(exc)) if isinstance(exc, TrackerError) else describe_unexpected(
+            source.name, exc)
         log.warning("%s: could not fetch %d quarantined record(s) again (%s); the next run "
-                    "tries again", source.name, len(ids), one_line(str(exc)))
+                    "tries again", source.name, len(ids), why)
 
 
 def _load_malloc_trim() -> Any:
