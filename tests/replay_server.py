@@ -63,7 +63,10 @@ E-utilities (API_NOTES 2.3/2.4/2.8)
   ``YYYY/MM``, ``YYYY``; a missing bound or a bad date -> ERROR, HTTP 200), ``reldate`` (days
   before ``srv.today``), ``retstart`` (default 0), ``retmax`` (default 20, max 10000),
   ``rettype=count``, ``usehistory=y`` (-> ``webenv`` + ``querykey``; an incoming ``WebEnv`` is
-  reused with the next query key), ``retmode`` json|xml (default xml).
+  reused with the next query key), ``retmode`` json|xml (default xml).  One record per PMID,
+  as in PubMed: when the stored list holds two elements with one PMID (a crafted variant beside
+  the real record), the later one is the record, in the earlier one's place (a live record wins
+  over a DeleteCitation of its PMID).
   Dates: edat = ``PubmedData/History/PubMedPubDate[@PubStatus="entrez"]`` (fallback "pubmed"),
   mdat = ``MedlineCitation/DateRevised``, pdat = the first ``PubDate`` (Year, Month name or
   number, Day; missing parts = 1, ``MedlineDate`` -> its year).  ``DeleteCitation`` elements have
@@ -128,6 +131,12 @@ the real answer:
   then SO_LINGER(0) close = TCP RST.  httpx: ``ReadError``/``RemoteProtocolError``.
 * ``"truncated"``: same, but a graceful FIN after half the body (Content-Length still the full
   length).  httpx: ``RemoteProtocolError``.
+* ``"trickle"``: status line + headers (full Content-Length) at once, then the real body 64
+  bytes at a time, one chunk every ``trickle_interval`` seconds (default 2.0, as an audit saw a
+  server do): every read succeeds within a read timeout, so only an overall deadline ends the
+  request.  Bounded: after ``trickle_for`` seconds (default 30) the server closes the
+  connection with the body unfinished; it also stops when the client goes away or on
+  ``stop()``.
 * ``"invalid_json"`` / ``"invalid_xml"``: HTTP 200, real headers, body = first half of the real
   body (cut on a UTF-8 character boundary, so it still decodes as text) + ``\\x00<<< garbage
   }{ </`` (Content-Length matches the corrupted body).  Works on any source/endpoint.
@@ -136,7 +145,25 @@ the real answer:
   ``nextPageToken`` that resumes at the SAME position (nothing lost for a client that goes on;
   no token if the position is already the end); europepmc - ``result: []`` with hitCount
   unchanged and a fresh ``nextCursorMark`` resuming at the same position; pubmed - esearch with an
-  empty ``idlist`` (count unchanged) / efetch with an empty ``PubmedArticleSet``.
+  empty ``idlist`` (count unchanged) / efetch with an empty ``PubmedArticleSet``.  With a large
+  ``times`` (ctgov): a fresh token for an empty page, again and again - endless paging.
+* ``"same_page"`` (ctgov, europepmc): the real page, with a fresh ``nextPageToken`` /
+  ``nextCursorMark`` that resumes at the SAME position, so the next request gets that page
+  again (with a large ``times``: the same page for ever, each time with a new token).
+* ``"repeat_record"`` (crafted by construction, from the real pages): the last record of the
+  page is replaced by a copy of the first record of the result set (ctgov: of the window's
+  snapshot; europepmc: of the cursor's snapshot; pubmed efetch: of the History set, or of the
+  id list) - a record an earlier page already delivered standing in place of another, as real
+  CT.gov paging does when records change while a client pages.  The page keeps its length and
+  the announced total is unchanged, so only counting distinct ids shows the gap.
+* ``"wrong_type"`` (ctgov, europepmc; crafted by construction): the first record of the page
+  (or the single study) is a deep copy with one field of the wrong type: ``module`` is
+  ``"dotted.path:type"`` from the record's root, e.g. ``protocolSection.statusModule:str`` (the
+  module as a JSON string), ``protocolSection.designModule:list``, ``title:int``; see
+  ``wrong_typed`` for how the value is derived.
+* ``"undeclared_entity"`` (pubmed efetch; crafted by construction): the first article of the
+  batch is its real bytes with `` &foo;`` at the end of its ArticleTitle, an entity no DTD
+  declares; the body keeps its DOCTYPE (whose DTD a client must not fetch).
 * ``"unknown_enum"`` (ctgov): the first study of the page (or the single study) is a deep copy
   with ``overallStatus="FUTURE_STATUS"`` and ``phases=["PHASE5"]``.
 * ``"missing_module"`` (ctgov): the first study of the page is a deep copy without
@@ -167,7 +194,8 @@ hand-made ``crafted_*`` files re-use real PMIDs, pass ``pattern="*.xml"`` to inc
 ``load_europepmc_results(file_or_dir)``, ``split_pubmed_articles(bytes)``,
 ``clone_study(study, nct_id, last_update, first_posted=None)``,
 ``clone_pubmed_article(elem, pmid, entrez_date=None, revised_date=None)``,
-``clone_europepmc_result(result, new_id, first_index_date=None)``;
+``clone_europepmc_result(result, new_id, first_index_date=None)``, ``wrong_typed(record, spec)``,
+``with_undeclared_entity(article)``;
 ``srv.requests_for(source, path=None)``, ``srv.max_requests_in_window(source, window=1.0)``
 (the client's peak rate), ``srv.replace_study``, ``srv.remove_study``,
 ``srv.add_pubmed_articles``, ``srv.replace_pubmed_article``, ``srv.expire_tokens``.
@@ -209,19 +237,21 @@ __all__ = [
     "load_europepmc_results",
     "load_pubmed_articles",
     "split_pubmed_articles",
+    "with_undeclared_entity",
+    "wrong_typed",
 ]
 
 SOURCES = ("ctgov", "pubmed", "europepmc")
 
 _COMMON_FAULTS = {
-    "429", "500", "502", "503", "timeout", "reset", "truncated",
-    "invalid_json", "invalid_xml", "html_200", "empty_page", "count_mismatch",
+    "429", "500", "502", "503", "timeout", "reset", "truncated", "trickle",
+    "invalid_json", "invalid_xml", "html_200", "empty_page", "count_mismatch", "repeat_record",
 }
 FAULT_KINDS: dict[str, frozenset[str]] = {
     "ctgov": frozenset(_COMMON_FAULTS | {"unknown_enum", "missing_module", "no_title",
-                                         "bad_token"}),
-    "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error", "bad_record"}),
-    "europepmc": frozenset(_COMMON_FAULTS),
+                                         "bad_token", "same_page", "wrong_type"}),
+    "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error", "bad_record", "undeclared_entity"}),
+    "europepmc": frozenset(_COMMON_FAULTS | {"same_page", "wrong_type"}),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -403,6 +433,47 @@ def clone_europepmc_result(
     if first_index_date is not None:
         new["firstIndexDate"] = first_index_date
     return new
+
+
+def wrong_typed(record: dict, spec: str | None) -> dict:
+    """Deep copy of a real record with one field of the wrong type (crafted by construction).
+
+    ``spec`` is ``"dotted.path:type"`` (default ``protocolSection.statusModule:str``); the
+    value at the path is replaced by one derived from it: ``str`` - its compact JSON text (an
+    object becomes a string); ``list`` - a one-element list holding it; ``int`` - the digits of
+    its text as an integer (the date "2019-05-14" becomes 20190514), or the length of its text
+    when that has no digit. A path that is not in the record leaves the copy unchanged.
+    """
+    path, _, kind = (spec or "protocolSection.statusModule:str").partition(":")
+    new = copy.deepcopy(record)
+    *parents, last = path.split(".")
+    node: Any = new
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node:
+        return new
+    value = node[last]
+    if kind == "str":
+        node[last] = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    elif kind == "list":
+        node[last] = [value]
+    elif kind == "int":
+        text = value if isinstance(value, str) else json.dumps(value)
+        digits = re.sub(r"\D", "", text)
+        node[last] = int(digits) if digits else len(text)
+    else:
+        raise ValueError(f"wrong_type: unknown type {kind!r} in {spec!r} (str, list or int)")
+    return new
+
+
+def with_undeclared_entity(article: bytes) -> bytes:
+    """A real article's bytes with `` &foo;`` added at the end of its ArticleTitle (or, for a
+    book, its BookTitle): a named entity no DTD declares (crafted by construction)."""
+    for tag in (b"</ArticleTitle>", b"</BookTitle>"):
+        at = article.find(tag)
+        if at >= 0:
+            return article[:at] + b" &foo;" + article[at:]
+    return article
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,6 +836,9 @@ class _Handler(BaseHTTPRequestHandler):
             if resp.transport is None:
                 self.wfile.write(resp.body)
                 return
+            if resp.transport == "trickle":
+                self._trickle(resp.body)
+                return
             self.wfile.write(resp.body[: max(1, len(resp.body) // 2)])
             self.wfile.flush()
             if resp.transport == "reset":
@@ -777,6 +851,24 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
+
+    def _trickle(self, body: bytes) -> None:
+        """The body TRICKLE_BYTES at a time, one chunk every ``trickle_interval`` seconds, for
+        at most ``trickle_for`` seconds: then the connection is closed, the body unfinished
+        (bounded, so a client without a deadline is not held forever). Ends early when the
+        client goes away or the server stops."""
+        replay = self.server.replay
+        give_up = time.monotonic() + replay.trickle_for
+        for start in range(0, len(body), TRICKLE_BYTES):
+            self.wfile.write(body[start: start + TRICKLE_BYTES])
+            self.wfile.flush()
+            if (time.monotonic() >= give_up
+                    or replay._stopping.wait(replay.trickle_interval)):
+                self.connection.shutdown(socket.SHUT_WR)
+                return
+
+
+TRICKLE_BYTES = 64
 
 # --------------------------------------------------------------------------------------------
 # ReplayServer
@@ -856,6 +948,8 @@ class ReplayServer:
         esearch_ceiling: int = 9999,
         europepmc_end: str = "echo",
         timeout_sleep: float = 3.0,
+        trickle_interval: float = 2.0,
+        trickle_for: float = 30.0,
         enforce_ncbi_rate: bool = False,
         ncbi_rate_window: float = 1.0,
         today: dt.date | None = None,
@@ -873,6 +967,8 @@ class ReplayServer:
         self.esearch_ceiling = esearch_ceiling
         self.europepmc_end = europepmc_end
         self.timeout_sleep = timeout_sleep
+        self.trickle_interval = trickle_interval
+        self.trickle_for = trickle_for
         self.enforce_ncbi_rate = enforce_ncbi_rate
         self.ncbi_rate_window = ncbi_rate_window
         self.today = today
@@ -1089,7 +1185,7 @@ class ReplayServer:
 
         if kind == "timeout":
             resp.delay = self.timeout_sleep
-        elif kind in ("reset", "truncated"):
+        elif kind in ("reset", "truncated", "trickle"):
             resp.transport = kind
         elif kind in ("invalid_json", "invalid_xml"):
             cut = len(resp.body) // 2
@@ -1169,6 +1265,8 @@ class ReplayServer:
 
     @staticmethod
     def _ctgov_mutate(page: list[dict], kind: str | None, fault: Fault | None) -> list[dict]:
+        if page and kind == "wrong_type":
+            return [wrong_typed(page[0], fault.module if fault else None), *page[1:]]
         if not page or kind not in ("unknown_enum", "missing_module", "no_title"):
             return page
         first = copy.deepcopy(page[0])
@@ -1314,7 +1412,9 @@ class ReplayServer:
             next_offset = offset
         else:
             page = snapshot[offset: offset + page_size]
-            next_offset = offset + len(page)
+            next_offset = offset if kind == "same_page" else offset + len(page)
+        if kind == "repeat_record" and page:
+            page = [*page[:-1], snapshot[0]]
         page = self._ctgov_mutate(page, kind, fault)
         out: dict[str, Any] = {}
         if first_page and count_total == "true":
@@ -1405,8 +1505,10 @@ class ReplayServer:
             )
         with self._lock:
             articles = list(self.pubmed_articles)
-        hits: list[bytes] = []
-        ids: list[str] = []
+        # One record per PMID, as in PubMed: when the stored list holds two elements with one
+        # PMID (a crafted variant beside the real record), the later one is the record, in the
+        # earlier one's place; a live record wins over a DeleteCitation of its PMID.
+        by_pmid: dict[str, bytes] = {}
         for a in articles:
             meta = _article_meta(a)
             if meta.pmid is None:
@@ -1415,8 +1517,11 @@ class ReplayServer:
                 d = getattr(meta, datetype)
                 if d is None or not (lo <= d <= hi):
                     continue
-            hits.append(a)
-            ids.append(meta.pmid)
+            if meta.deleted and meta.pmid in by_pmid:
+                continue
+            by_pmid[meta.pmid] = a
+        hits = list(by_pmid.values())
+        ids = list(by_pmid)
         count = len(ids)
         warnings = []
         shown_max = retmax
@@ -1501,6 +1606,8 @@ class ReplayServer:
                 return _Response(200, body.encode(), xml_type)
             retmax = max(0, min(retmax, 10000))
             elems = hist.elems[max(0, retstart): max(0, retstart) + retmax]
+            if kind == "repeat_record" and elems:
+                elems = [*elems[:-1], hist.elems[0]]
         else:
             by_pmid: dict[str, bytes] = {}
             with self._lock:
@@ -1518,6 +1625,10 @@ class ReplayServer:
             first = elems[0]
             end = first.rindex(b"</")  # the record's own end tag
             elems = [first[:end] + b"<Broken>" + first[end:], *elems[1:]]
+        elif kind == "undeclared_entity" and elems:
+            elems = [with_undeclared_entity(elems[0]), *elems[1:]]
+        elif kind == "repeat_record" and elems and id_values:
+            elems = [*elems[:-1], elems[0]]
         body = _PUBMED_SET_HEAD + b"<PubmedArticleSet>\n"
         body += b"".join(e + b"\n" for e in elems)
         body += b"</PubmedArticleSet>\n"
@@ -1569,7 +1680,11 @@ class ReplayServer:
             next_offset = offset
         else:
             page = snapshot[offset: offset + page_size]
-            next_offset = offset + len(page)
+            next_offset = offset if kind == "same_page" else offset + len(page)
+        if kind == "repeat_record" and page:
+            page = [*page[:-1], snapshot[0]]
+        elif kind == "wrong_type" and page:
+            page = [wrong_typed(page[0], fault.module if fault else None), *page[1:]]
         hit_count = len(snapshot) + (fault.extra if kind == "count_mismatch" and fault else 0)
         out: dict[str, Any] = {"version": "6.9", "hitCount": hit_count}
         exhausted = next_offset >= len(snapshot)

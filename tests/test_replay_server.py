@@ -665,3 +665,125 @@ def test_fault_validation_and_reset(full_srv, client):
     srv.add_fault("ctgov", "500", times=5)
     srv.reset_faults()
     assert _ct(client, srv).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 10 faults: repeated records, endless paging, trickling, wrong types, entities
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fault_repeat_record_keeps_length_and_total(full_srv, client):
+    srv = full_srv
+    srv.add_fault("ctgov", "repeat_record", on_request=2)
+    first = _ct(client, srv, countTotal="true").json()
+    second = _ct(client, srv, countTotal="true", pageToken=first["nextPageToken"]).json()
+    page1 = [_nct(s) for s in first["studies"]]
+    page2 = [_nct(s) for s in second["studies"]]
+    assert len(page2) == 2 and page2[-1] == page1[0]  # the window's first study, again
+    assert second["studies"][-1] == first["studies"][0]
+    srv.add_fault("europepmc", "repeat_record", on_request=2)
+    ids, _ = _walk_epmc(client, srv, pageSize="10")
+    assert len(ids) == 25 and len(set(ids)) == 24 and ids[19] == ids[0]
+    r = _esearch(client, srv, usehistory="y", retmax="0").json()["esearchresult"]
+    srv.add_fault("pubmed", "repeat_record", path="efetch.fcgi", on_request=2)
+    got = []
+    for start in (0, 3, 6):
+        f = client.get(f"{srv.pubmed_url}/efetch.fcgi",
+                       params={"db": "pubmed", "WebEnv": r["webenv"], "query_key": r["querykey"],
+                               "retstart": str(start), "retmax": "3"})
+        got += [el.findtext("MedlineCitation/PMID") for el in ET.fromstring(f.content)]
+    assert len(got) == 9 and len(set(got)) == 8 and got[5] == got[0]
+
+
+def test_fault_endless_paging(full_srv, client):
+    srv = full_srv
+    srv.add_fault("ctgov", "empty_page", on_request=2, times=20)
+    body = _ct(client, srv, countTotal="true").json()
+    tokens = set()
+    for _ in range(10):  # every page empty, every token fresh
+        body = _ct(client, srv, countTotal="true", pageToken=body["nextPageToken"]).json()
+        assert body["studies"] == [] and body["nextPageToken"] not in tokens
+        tokens.add(body["nextPageToken"])
+    srv.reset_faults()
+    srv.add_fault("europepmc", "same_page", on_request=2, times=20)
+    params = {"query": "x", "format": "json", "pageSize": "10"}
+    body = client.get(f"{srv.europepmc_url}/search", params={**params, "cursorMark": "*"}).json()
+    pages, cursors = [], set()
+    for _ in range(5):  # the same (second) page again and again, each with a fresh cursor
+        body = client.get(f"{srv.europepmc_url}/search",
+                          params={**params, "cursorMark": body["nextCursorMark"]}).json()
+        pages.append([x["id"] for x in body["resultList"]["result"]])
+        assert body["nextCursorMark"] not in cursors
+        cursors.add(body["nextCursorMark"])
+    assert len(pages[0]) == 10 and all(p == pages[0] for p in pages)
+    srv.add_fault("ctgov", "same_page", on_request=2, times=2)
+    first = _ct(client, srv).json()
+    a = _ct(client, srv, pageToken=first["nextPageToken"]).json()
+    b = _ct(client, srv, pageToken=a["nextPageToken"]).json()
+    assert a["studies"] == b["studies"] and a["nextPageToken"] != b["nextPageToken"]
+
+
+def test_fault_trickle_is_slow_but_bounded(studies):
+    with ReplayServer(ctgov_studies=studies, trickle_interval=0.05, trickle_for=0.6) as srv:
+        srv.add_fault("ctgov", "trickle", times=2)
+        with httpx.Client(timeout=0.5) as c:
+            # Every read arrives within the read timeout; the server gives up by itself.
+            t0 = time.monotonic()
+            with c.stream("GET", f"{srv.ctgov_url}/studies") as r:
+                assert r.status_code == 200
+                sizes = []
+                with pytest.raises(httpx.RemoteProtocolError):
+                    for chunk in r.iter_raw():
+                        sizes.append(len(chunk))
+            assert 0.5 <= time.monotonic() - t0 < 3.0
+            assert sizes and max(sizes) <= 64 and len(sizes) >= 5
+            # A client that goes away ends the trickle (no error in the server).
+            with c.stream("GET", f"{srv.ctgov_url}/studies") as r:
+                next(r.iter_raw())
+            assert _ct(c, srv).status_code == 200
+        assert srv.errors == []
+
+
+def test_wrong_typed_derivations(studies, epmc):
+    s = studies[0]
+    status = s["protocolSection"]["statusModule"]
+    as_text = rs.wrong_typed(s, "protocolSection.statusModule:str")["protocolSection"]
+    assert json.loads(as_text["statusModule"]) == status
+    as_list = rs.wrong_typed(s, "protocolSection.designModule:list")["protocolSection"]
+    assert as_list["designModule"] == [s["protocolSection"]["designModule"]]
+    date = status["startDateStruct"]["date"]
+    as_int = rs.wrong_typed(s, "protocolSection.statusModule.startDateStruct.date:int")
+    assert as_int["protocolSection"]["statusModule"]["startDateStruct"]["date"] == \
+        int(date.replace("-", ""))
+    title = rs.wrong_typed(epmc[0], "title:int")["title"]
+    assert title == len(epmc[0]["title"]) or str(title) in epmc[0]["title"].replace(" ", "")
+    assert rs.wrong_typed(s, "no.such.path:str") == s  # nothing to change: an equal copy
+    assert s["protocolSection"]["statusModule"] is status  # the original is untouched
+    with pytest.raises(ValueError):
+        rs.wrong_typed(s, "protocolSection.statusModule:float")
+
+
+def test_fault_wrong_type_and_undeclared_entity(full_srv, client):
+    srv = full_srv
+    srv.add_fault("ctgov", "wrong_type", module="protocolSection.armsInterventionsModule:str")
+    s = _ct(client, srv).json()["studies"][0]
+    assert isinstance(s["protocolSection"]["armsInterventionsModule"], str)
+    srv.add_fault("europepmc", "wrong_type", module="title:int")
+    e = client.get(f"{srv.europepmc_url}/search", params={"query": "x", "format": "json"})
+    assert isinstance(e.json()["resultList"]["result"][0]["title"], int)
+    srv.add_fault("pubmed", "undeclared_entity", path="efetch.fcgi")
+    f = client.get(f"{srv.pubmed_url}/efetch.fcgi", params={"db": "pubmed", "id": "9997"})
+    assert b" &foo;</ArticleTitle>" in f.content and b"<!DOCTYPE PubmedArticleSet" in f.content
+
+
+def test_one_record_per_pmid(articles, client):
+    crafted = clone_pubmed_article(articles[0], rs._article_meta(articles[0]).pmid or "")
+    crafted = crafted.replace(b"<ArticleTitle>", b"<ArticleTitle>Crafted: ", 1)
+    with ReplayServer(pubmed_articles=[*articles, crafted]) as srv:
+        r = _esearch(client, srv, usehistory="y", retmax="20").json()["esearchresult"]
+        assert r["count"] == str(len(articles)) and len(set(r["idlist"])) == len(articles)
+        f = client.get(f"{srv.pubmed_url}/efetch.fcgi",
+                       params={"db": "pubmed", "WebEnv": r["webenv"],
+                               "query_key": r["querykey"], "retmax": "20"})
+        first = ET.fromstring(f.content)[0]
+        assert first.findtext("MedlineCitation/Article/ArticleTitle").startswith("Crafted: ")
