@@ -9,8 +9,16 @@ the second efetch), so "nothing stored lost" covers pages committed earlier in t
 failing fault is also replayed against a copy of the fault-free database with ``--full`` (the
 watermark exists and every record is stored), where nothing may change at all.
 
-Record-level faults (CT.gov: an unknown enum value, a missing module) do not fail a run: their
-expected database is the baseline with that one record altered or quarantined, stated exactly.
+Record-level faults (CT.gov: an unknown enum value, a missing module, a field of the wrong
+type; Europe PMC: a field of the wrong type; PubMed: an undeclared entity) do not fail a run:
+their expected database is the baseline with that one record altered or quarantined, stated
+exactly.
+
+Issue 10's rows: a page repeating a record in place of another (distinct ids fall short of the
+announced total), endless paging (empty pages or the same page, each with a fresh token or
+cursor), a server that trickles its answer (only the overall deadline of a request ends it, and
+the run ends within a bound), wrong-typed fields, an undeclared entity (``tracker classify``
+reads the stored record again), and ``--since`` after today (no request is sent).
 
 At the end the module prints a table: source x fault, outcome, records lost (must be 0).
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +48,16 @@ PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8}  # 11 studies, 9 articles,
 TIMEOUT = 0.6  # client read timeout (s); the server's "timeout" fault sleeps TIMEOUT_SLEEP
 TIMEOUT_SLEEP = 1.5
 MAX_RETRIES = 3
+# "trickle": a chunk every TRICKLE_INTERVAL s, well inside the read timeout, for at most
+# TRICKLE_FOR s; the client's overall deadline per request is DEADLINE (tracker.http).
+TRICKLE_INTERVAL = 0.2
+TRICKLE_FOR = 25.0
+DEADLINE = TIMEOUT * 5.0
+# A run that meets a trickling server on every try ends within this bound: each try is cut at
+# the deadline (plus at most one read timeout); backoff is capped at 0.2 s (the config below);
+# 15 s for the process to start and migrate on a busy machine. Without the deadline each try
+# would last TRICKLE_FOR: (MAX_RETRIES + 1) * TRICKLE_FOR = 100 s.
+TRICKLE_BOUND = (MAX_RETRIES + 1) * (DEADLINE + TIMEOUT + 0.2) + 15.0
 
 
 def server_data() -> dict[str, Any]:
@@ -70,7 +89,10 @@ def make_env(srv: ReplayServer, db: Path, cfg: Path) -> dict[str, str]:
 # ------------------------------------------------------------------ cases ----------------
 
 RECOVER, FAIL, RECORD = "recover", "fail", "record"
-TRANSIENT = ("429", "500", "502", "503", "timeout", "reset", "truncated")
+TRANSIENT = ("429", "500", "502", "503", "timeout", "reset", "truncated", "trickle")
+# Not a server fault: the case is in the command line (``Case.args``); the server answers
+# normally and must not even be asked.
+NO_SERVER_FAULT = ("since_future",)
 
 
 @dataclass(frozen=True)
@@ -87,12 +109,19 @@ class Case:
     label: str = ""
     min_kept: int = 0  # records the failing run must have committed before the fault
     again_full: bool = True  # RECORD cases: is the follow-up run a --full one?
+    args: tuple[str, ...] = ()  # extra `tracker update` arguments of the faulty run
 
     @property
     def id(self) -> str:
         return f"{self.source}-{self.label or self.kind}"
 
+    @property
+    def server_fault(self) -> bool:
+        return self.kind not in NO_SERVER_FAULT
+
     def add_to(self, srv: ReplayServer) -> None:
+        if not self.server_fault:
+            return
         kw: dict[str, Any] = {"on_request": self.on_request, "times": self.times}
         if self.retry_after is not None:
             kw["retry_after"] = self.retry_after
@@ -115,6 +144,7 @@ PERSISTENT = {  # fault kind -> what the one error line must say
     "500": r"HTTP 500 ",
     "timeout": r"timed out reading",
     "reset": r"network error .*(ReadError|RemoteProtocolError)",
+    "trickle": r"timed out reading .*after the 3 s deadline of one request",
 }
 
 
@@ -125,6 +155,22 @@ def _persistent(source: str, kinds: tuple[str, ...] = ("503", "timeout"), **kw: 
 
 
 EFETCH2 = {"path": "efetch.fcgi", "on_request": 2}  # PubMed: the second of three efetch pages
+REPEATED = r"; nothing is lost, the next run repeats this window$"
+ENDLESS = r"the API still sent a next page, where the {} records announced fill {} \({} allowed\)"
+
+
+def _since_future(source: str) -> Case:
+    """``tracker update --since 2099-01-01``: a window that starts after it ends."""
+    return Case(source, "since_future", FAIL,
+                rf"^{source}: the window starts 2099-01-01, after its end \d{{4}}-\d\d-\d\d "
+                r"\(today\); nothing to fetch and the watermark stays",
+                args=("--since", "2099-01-01"))
+
+
+def _wrong_type(source: str, spec: str, **kw: Any) -> Case:
+    short = spec.removeprefix("protocolSection.")
+    return Case(source, "wrong_type", RECORD, module=spec, label=f"wrong_type-{short}", **kw)
+
 
 CASES: list[Case] = [
     # ---- ClinicalTrials.gov: 11 studies, 3 pages of 4
@@ -144,6 +190,18 @@ CASES: list[Case] = [
          label="missing_module-designModule"),
     Case("ctgov", "missing_module", RECORD, module="identificationModule",
          label="missing_module-identificationModule"),
+    Case("ctgov", "repeat_record", FAIL,
+         r"^ctgov: the API announced 11 records but sent 10 distinct: 1 repeated "
+         r"\(NCT\d{8}\) in place of others" + REPEATED, min_kept=10),
+    Case("ctgov", "empty_page", FAIL,
+         r"^ctgov: paging did not end: after 5 pages of 4 \(4 of them empty\) "
+         + ENDLESS.format(11, 3, 5), times=50, label="empty_page-endless", min_kept=4),
+    _wrong_type("ctgov", "protocolSection.statusModule:str"),
+    _wrong_type("ctgov", "protocolSection.designModule:list"),
+    _wrong_type("ctgov", "protocolSection.armsInterventionsModule:str"),
+    _wrong_type("ctgov", "protocolSection.statusModule.startDateStruct.date:int"),
+    _wrong_type("ctgov", "protocolSection.designModule.enrollmentInfo.type:list"),
+    _since_future("ctgov"),
     # ---- PubMed: esearch + 3 efetch pages of 3 (faults on the second efetch unless said)
     *_transient("pubmed", **EFETCH2),
     Case("pubmed", "503", RECOVER, on_request=1, path="esearch.fcgi", label="503-esearch"),
@@ -166,6 +224,11 @@ CASES: list[Case] = [
          on_request=1, path="esearch.fcgi", min_kept=9, label="count_mismatch-esearch"),
     Case("pubmed", "count_mismatch", FAIL, r"^pubmed: the API announced 9 records but sent 8",
          min_kept=8, **EFETCH2),
+    Case("pubmed", "repeat_record", FAIL,
+         r"^pubmed: the API announced 9 records but sent 8 distinct: 1 repeated \(\d+\) in "
+         r"place of others" + REPEATED, min_kept=8, **EFETCH2),
+    Case("pubmed", "undeclared_entity", RECORD, **EFETCH2),
+    _since_future("pubmed"),
     # ---- Europe PMC: 25 results, pages of 8
     *_transient("europepmc"),
     *_persistent("europepmc", min_kept=8),
@@ -177,6 +240,17 @@ CASES: list[Case] = [
          min_kept=8),
     Case("europepmc", "count_mismatch", FAIL,
          r"^europepmc: the API announced 30 records but sent 25", on_request=1, min_kept=25),
+    Case("europepmc", "repeat_record", FAIL,
+         r"^europepmc: the API announced 25 records but sent 24 distinct: 1 repeated "
+         r"\(MED:\d+\) in place of others" + REPEATED, min_kept=24),
+    Case("europepmc", "same_page", FAIL,
+         r"^europepmc: paging did not end: after 6 pages of 8 " + ENDLESS.format(25, 4, 6),
+         times=50, label="same_page-endless", min_kept=8),
+    _wrong_type("europepmc", "title:int"),
+    _wrong_type("europepmc", "firstPublicationDate:int"),
+    _wrong_type("europepmc", "abstractText:list"),
+    _wrong_type("europepmc", "id:list"),
+    _since_future("europepmc"),
 ]
 
 # ------------------------------------------------------------------ results table ---------
@@ -231,7 +305,7 @@ def baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Baseline]:
     root = tmp_path_factory.mktemp("baseline")
     cfg = write_config(root / "config.toml", backoff_cap=0.2)
     out = {}
-    with ReplayServer(**server_data(), timeout_sleep=TIMEOUT_SLEEP) as srv:
+    with replay_server() as srv:
         for src in PAGE_SIZE:
             db = root / f"{src}.sqlite"
             srv.requests.clear()
@@ -249,6 +323,11 @@ def baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Baseline]:
     assert len(out["europepmc"].snap["publications"]) == 25 and out["europepmc"].requests == 4
     assert all(not b.snap["quarantine"] for b in out.values())
     return out
+
+
+def replay_server() -> ReplayServer:
+    return ReplayServer(**server_data(), timeout_sleep=TIMEOUT_SLEEP,
+                        trickle_interval=TRICKLE_INTERVAL, trickle_for=TRICKLE_FOR)
 
 
 def copy_db(src: Path, dst: Path) -> Path:
@@ -299,10 +378,13 @@ def execute(case: Case, base: Baseline, tmp: Path) -> dict[str, Any]:
     f: dict[str, Any] = {}
     cfg = write_config(tmp / "config.toml", backoff_cap=0.2)
     db = tmp / "fault.sqlite"
-    with ReplayServer(**server_data(), timeout_sleep=TIMEOUT_SLEEP) as srv:
+    with replay_server() as srv:
         env = make_env(srv, db, cfg)
         case.add_to(srv)
-        f["run"] = _proc(tracker(["update", "--source", src], env))
+        started = time.monotonic()
+        f["run"] = _proc(tracker(["update", "--source", src, *case.args], env))
+        f["seconds"] = time.monotonic() - started
+        f["asked"] = len(srv.requests_for(src))
         f["fired"] = [r for r in srv.requests_for(src) if r.fault]
         f["last"] = runs(db, src)[-1] if db.exists() else None
         f["state"] = state(db, src)
@@ -313,14 +395,18 @@ def execute(case: Case, base: Baseline, tmp: Path) -> dict[str, Any]:
             f["again"] = _proc(tracker(["update", "--source", src], env))
             f["again_snap"] = snapshot(db)
             f["again_last"] = runs(db, src)[-1]
-            # The same fault against a copy of the fault-free database, with --full.
+            # The same fault against a copy of the fault-free database, with --full (or with
+            # the case's own arguments, when the case is in them).
             seeded = copy_db(base.db, tmp / "seeded.sqlite")
             case.add_to(srv)
-            f["seeded"] = _proc(tracker(["update", "--source", src, "--full"],
+            f["seeded"] = _proc(tracker(["update", "--source", src, *(case.args or ["--full"])],
                                         {**env, "TRACKER_DB": str(seeded)}))
             f["seeded_state"] = state(seeded, src)
             f["seeded_snap"] = snapshot(seeded)
         elif case.expect == RECORD:
+            if case.kind == "undeclared_entity":
+                # classify reads every stored record again from its stored bytes.
+                f["classify"] = _proc(tracker(["classify"], env))
             full = ["--full"] if case.again_full else []
             f["again"] = _proc(tracker(["update", "--source", src, *full], env))
             f["again_snap"] = snapshot(db)
@@ -371,8 +457,13 @@ def test_fault(case: Case, baselines: dict[str, Baseline], facts: dict[str, Any]
     res, snap, last = f["run"], f["snap"], f["last"]
     if case.expect != FAIL:  # a failed run simply has not fetched the rest yet
         row.lost = len(lost(base.snap, snap))
-    assert f["fired"], f"the {case.kind} fault never fired"
+    if case.server_fault:
+        assert f["fired"], f"the {case.kind} fault never fired"
+    else:
+        assert f["asked"] == 0, f"{f['asked']} requests sent for {case.args}"
     assert not f["server_errors"], f["server_errors"]
+    if case.kind == "trickle":  # the overall deadline, not the trickle, ends each try
+        assert f["seconds"] < TRICKLE_BOUND, (f["seconds"], TRICKLE_BOUND)
 
     if case.expect == RECOVER:
         row.outcome = f"exit {res['rc']}"
@@ -384,6 +475,8 @@ def test_fault(case: Case, baselines: dict[str, Baseline], facts: dict[str, Any]
         if case.kind in TRANSIENT:
             assert last["retries"] == len(f["fired"]) == case.times, (last, len(f["fired"]))
             row.outcome = f"recovered after {last['retries']} retry, exit 0"
+            if case.kind == "trickle":
+                row.outcome += f" in {f['seconds']:.1f} s (bound {TRICKLE_BOUND:.0f} s)"
         else:
             row.outcome = "completed, exit 0"
 
@@ -417,6 +510,9 @@ def test_fault(case: Case, baselines: dict[str, Baseline], facts: dict[str, Any]
         row.lost = max(row.lost, len(lost(base.snap, f["seeded_snap"])))
         assert f["seeded_snap"] == base.snap, diff(base.snap, f["seeded_snap"])
         row.outcome = f"exit 1, then recovered: {message[:60]}"
+        if case.kind == "trickle":
+            row.outcome = (f"exit 1 in {f['seconds']:.1f} s (bound {TRICKLE_BOUND:.0f} s), then "
+                           f"recovered: {message[:40]}")
         # The requirement: a ONE-line message. Anything else on stderr breaks it.
         extra = noise(res["stderr"])
         if extra:
@@ -483,10 +579,112 @@ def _ctgov_unstorable(f: dict[str, Any], base: Baseline, row: Row) -> None:
     row.outcome += "; the next run fetches it by id, quarantine released"
 
 
+# CT.gov wrong_type (module spec) -> the fields that differ from the baseline record: a module
+# or value of the wrong type reads as absent, as a missing module does.
+CTGOV_WRONG_TYPE = {
+    "protocolSection.statusModule:str": {
+        "status": "UNKNOWN", "status_raw": None, "first_posted": None,
+        "last_update_posted": None, "start_date": None, "completion_date": None},
+    "protocolSection.designModule:list": {
+        "phase": "NOT_APPLICABLE", "phase_raw": None, "study_type": None, "enrollment": None},
+    "protocolSection.armsInterventionsModule:str": {
+        "interventions": "[]", "study_intervention": 0},
+    "protocolSection.statusModule.startDateStruct.date:int": {"start_date": None},
+    "protocolSection.designModule.enrollmentInfo.type:list": {},  # enrollment_type: not shown
+}
+
+
+def _pubmed_entity_fault(f: dict[str, Any], base: Baseline, row: Row) -> None:
+    """An article holding an undeclared entity (&foo;): stored as it parsed within its page,
+    and its stored bytes parse again (tracker classify reads them)."""
+    res, snap, last = f["run"], f["snap"], f["last"]
+    row.outcome = f"exit {res['rc']}"
+    assert res["rc"] == 0 and res["stderr"] == "", res["stderr"]
+    assert last["outcome"] == "ok" and last["rejected"] == 0
+    assert f["state"]["watermark"] == base.state["watermark"]
+    changed = [k for k, v in base.snap["publications"].items()
+               if snap["publications"].get(k) != v]
+    assert len(changed) == 1, diff(base.snap, snap)
+    (key,) = changed
+    got, want = snap["publications"][key], base.snap["publications"][key]
+    assert got["title"] == want["title"] + " &foo;", (got["title"], want["title"])
+    assert got["listings"][0][2] != want["listings"][0][2]  # its own bytes, as sent
+    same = {k for k in want if k not in ("title", "listings")}
+    assert {k: got[k] for k in same} == {k: want[k] for k in same}
+    assert not snap["quarantine"]
+    row.outcome = "stored as sent, exit 0"
+    classify = f["classify"]
+    assert classify["rc"] == 0 and classify["stderr"] == "", classify["stderr"]
+    assert "0 still failing" in classify["stdout"], classify["stdout"]
+    row.outcome += "; tracker classify re-reads it, exit 0"
+    again, after = f["again"], f["again_snap"]
+    assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+    row.lost = len(lost(base.snap, after))
+    assert after == base.snap, diff(base.snap, after)
+    row.outcome += "; --full rerun restores it"
+
+
+def _europepmc_wrong_type(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> None:
+    """A Europe PMC result with a field of the wrong type: stored with what it has (a number
+    as text, a list as absent), or, with no usable id, quarantined; never a traceback."""
+    res, snap, last = f["run"], f["snap"], f["last"]
+    row.outcome = f"exit {res['rc']}"
+    assert res["rc"] == 0, res["stderr"]
+    assert not [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")]
+    assert f["state"]["watermark"] == base.state["watermark"]
+    pubs, want_pubs = snap["publications"], base.snap["publications"]
+    changed = [k for k, v in want_pubs.items() if pubs.get(k) != v]
+    assert len(changed) == 1, diff(base.snap, snap)
+    (key,) = changed
+    got, want = pubs.get(key), want_pubs[key]
+    rest = {**snap, "publications": {k: v for k, v in pubs.items() if k != key}}
+    rest["labels"] = [lab for lab in snap["labels"] if lab[1] != key]
+    rest_expected = {**base.snap, "publications": {
+        k: v for k, v in want_pubs.items() if k != key}}
+    rest_expected["labels"] = [lab for lab in base.snap["labels"] if lab[1] != key]
+    if case.module == "id:list":
+        # No usable id: quarantined under a hash of its bytes, counted as rejected.
+        assert got is None
+        assert last["outcome"] == "partial" and last["rejected"] == 1
+        assert "1 failed" in res["stdout"]
+        assert len(snap["quarantine"]) == 1
+        qsrc, qkey = snap["quarantine"][0]
+        assert qsrc == "europepmc" and qkey.startswith("sha:")
+        rest_expected["quarantine"] = snap["quarantine"]
+        row.outcome = "quarantined (partial, 1 rejected), exit 0"
+    else:
+        assert res["stderr"] == "", res["stderr"]
+        assert last["outcome"] == "ok" and last["rejected"] == 0
+        assert got is not None
+        assert got["listings"][0][2] != want["listings"][0][2]
+        expected = {**want, "listings": got["listings"]}
+        if case.module == "title:int":
+            expected["title"] = ""  # absent; a later good copy fills it
+        if case.module in ("title:int", "abstractText:list"):
+            expected["msc_relevant"] = got["msc_relevant"]  # judged without that text
+        assert got == expected, {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+        row.outcome = f"stored ({case.module.replace(':', ' as ')} read as absent), exit 0"
+    assert rest == rest_expected, diff(rest_expected, rest)
+    again, after = f["again"], f["again_snap"]
+    assert again["rc"] == 0 and again["stderr"] == "", again["stderr"]
+    row.lost = len(lost(base.snap, after))
+    expected = {**base.snap}
+    if case.module == "id:list":
+        expected["quarantine"] = after["quarantine"]  # no id: nothing can release it
+    assert after == expected, diff(expected, after)
+    row.outcome += "; --full rerun restores it"
+
+
 def _record_fault(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> None:
     """Record-level faults: the run completes; exactly one record differs."""
     if case.source == "pubmed":
-        _pubmed_record_fault(f, base, row)
+        if case.kind == "undeclared_entity":
+            _pubmed_entity_fault(f, base, row)
+        else:
+            _pubmed_record_fault(f, base, row)
+        return
+    if case.source == "europepmc":
+        _europepmc_wrong_type(case, f, base, row)
         return
     if case.kind == "no_title":
         _ctgov_unstorable(f, base, row)
@@ -525,6 +723,16 @@ def _record_fault(case: Case, f: dict[str, Any], base: Baseline, row: Row) -> No
         assert "1 failed" in res["stdout"]
         rest_expected["quarantine"] = snap["quarantine"]
         row.outcome = "quarantined (partial, 1 rejected), exit 0"
+    elif case.kind == "wrong_type":
+        # The wrong-typed module or value reads as absent; the record is stored.
+        assert res["stderr"] == "", res["stderr"]
+        assert last["outcome"] == "ok" and last["rejected"] == 0
+        assert got is not None and got["content_hash"] != want["content_hash"]
+        expected = {**want, **CTGOV_WRONG_TYPE[case.module or ""],
+                    "content_hash": got["content_hash"]}
+        assert got == expected, {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+        short = (case.module or "").removeprefix("protocolSection.").replace(":", " as ")
+        row.outcome = f"stored ({short} read as absent), exit 0"
     else:
         # A missing statusModule / designModule: stored with what the record has.
         assert last["outcome"] == "ok" and last["rejected"] == 0
