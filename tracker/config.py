@@ -1,7 +1,7 @@
 """Settings: one frozen object, built from defaults < TOML file < ``TRACKER_*`` env < CLI flags.
 
 The config file is ``$TRACKER_CONFIG`` if set, else ``config.toml`` in the platformdirs user
-config dir (``tracker config-path`` prints it). Every key is optional; unknown keys are an error
+config dir (``tracker config`` prints it). Every key is optional; unknown keys are an error
 so that a typo does not silently fall back to a default. Example::
 
     db = "/srv/tracker/msc.sqlite"          # or an SQLAlchemy URL: postgresql+psycopg://...
