@@ -308,7 +308,7 @@ def test_hostile_text_arrives_as_literal_text(data: dict[str, Any]) -> None:
     item.update(id=real.registry_id, url=real.url, entry_key="study:NCT04523987:new",
                 title=HOSTILE_PREFIX + real.title + HOSTILE_SUFFIX,
                 snippet="\x1b[31mred\x1b[0m " + (real.brief_summary or "")[:80],
-                labels="bone marrow, \x1bautologous")
+                labels="bone marrow, \x07autologous")
     xml = build_feed(hostile)
     assert b"\x1b" not in xml and b"\x07" not in xml
     assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]", xml)
@@ -317,19 +317,21 @@ def test_hostile_text_arrives_as_literal_text(data: dict[str, Any]) -> None:
     parsed = feedparser.parse(xml)
     assert not parsed.bozo, parsed.get("bozo_exception")
     entry = parsed.entries[1]
-    expected = ("New trial: <script>alert(1)</script> ]8;;http://x" + real.title + " & R&D")
+    # The whole OSC hyperlink sequence goes; the lone surrogate becomes U+FFFD.
+    expected = ("New trial: <script>alert(1)</script> " + real.title + " & R&D \ufffd")
     assert entry.title == expected
     assert entry.title_detail.type == "text/plain"
     assert entry.link == real.url
     assert "autologous" in [t.term for t in entry.tags]
-    assert "[31mred[0m" in entry.content[0].value
+    assert "red " in entry.content[0].value and "[31m" not in entry.content[0].value
 
 
 def test_clean_text() -> None:
-    assert clean_text("a\x1b[0mb\x07c\x00d\te\nf\rg") == "a[0mbcd\te\nf\rg"
-    assert clean_text("x\ud800y\udfffz") == "xyz"
+    assert clean_text("a\x1b[0mb\x07c\x00d\te\nf\rg") == "abcd\te\nf\ng"
+    assert clean_text("x\ud800y\udfffz") == "x\ufffdy\ufffdz"
+    assert clean_text("\ud83d\ude00 \ufffe") == "\U0001f600 "  # a pair joined; noncharacter
     assert clean_text("\ud83d\ude00") == "\U0001f600"  # a surrogate pair is joined, not lost
-    assert clean_text("\x9b31m\x7f\ufffe") == "31m"
+    assert clean_text("\x9b31m\x7f\ufffe") == ""  # an 8-bit CSI sequence goes whole
     assert clean_text(None) == "" and clean_text(42) == "42"
 
 

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
+from tracker.text import md_escape, one_line_text, safe_url
 from tracker.words import plural
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -36,59 +36,15 @@ CHANGE_WORDS: dict[str, str] = {
     "other": "Changed",
 }
 
-# C0 controls (ESC, BEL, NUL, ...), DEL, C1 controls, and the Unicode bidi embeddings,
-# overrides and isolates that could make text display in another order than it is stored.
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SPACE = re.compile(r"\s+")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~&])")
 _MD_LINE_START = re.compile(r"^(?:([-+=])|(\d+)([.)]))")
-# Characters kept as they are in a link URL; everything else (space, ( ) < > " ' ` \ { } |
-# ^, controls, non-ASCII) is percent-encoded. "%" is kept so existing escapes stay single.
-_URL_SAFE = "/:?#@!$&*+,;=%~-._"
-
-
 def clean(value: Any) -> str:
-    """Registry text as one line of plain text: ``None`` as ``""``, control characters (ESC,
-    BEL, NUL, DEL, C1) and bidi overrides removed, runs of whitespace (newlines, tabs)
-    collapsed to one space, unpaired surrogates replaced."""
-    if value is None:
-        return ""
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    text = _UNSAFE.sub("", text)
-    return _SPACE.sub(" ", text).strip()
+    """Registry text as one line of plain text (``tracker.text``: escape sequences, control
+    characters and bidi overrides removed, whitespace collapsed, lone surrogates replaced)."""
+    return one_line_text(value)
 
 
-def safe_url(value: Any) -> str | None:
-    """An http or https URL fit for an ``href`` and a markdown link, or ``None``: other
-    schemes (``javascript:``, ``data:``, relative URLs) get no link. Whitespace and controls
-    inside are dropped (as browsers do), and ``( ) < >``, spaces, quotes and non-ASCII are
-    percent-encoded."""
-    if value is None:
-        return None
-    text = _UNSAFE.sub("", str(value)).strip()
-    text = re.sub(r"[\t\n\r]", "", text)
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return quote(text, safe=_URL_SAFE, encoding="utf-8", errors="replace")
-
-
-def md(value: Any) -> str:
-    """Plain text escaped for markdown: ``\\ ` * _ [ ] < > | # ! ~ &`` backslash-escaped, a
-    leading list or heading marker escaped, and ``://`` / ``www.`` broken up so that a URL in
-    registry text does not become a link."""
-    text = _MD_SPECIAL.sub(r"\\\1", clean(value))
-    text = text.replace("://", r":\/\/")
-    text = re.sub(r"(?i)\bwww\.", lambda m: m.group(0)[:-1] + r"\.", text)
-    return _MD_LINE_START.sub(
-        lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), text)
+md = md_escape  # one markdown escaper for every renderer (tracker.text)
 
 
 def md_link(text: Any, url: Any) -> str:

@@ -15,12 +15,14 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from tracker import __version__
+from tracker.text import clean_text as text_clean
+from tracker.text import safe_url
 
 ENTRY_ID_PREFIX = "tag:msc-trial-tracker,2026:"
 DEFAULT_FEED_ID = "tag:msc-trial-tracker,2026:feed"
@@ -36,9 +38,7 @@ XHTML_NS = "http://www.w3.org/1999/xhtml"
 # Characters XML 1.0 cannot carry (C0 controls but tab, newline and carriage return; U+FFFE,
 # U+FFFF) and, on top, DEL and the C1 controls (legal XML, but 0x9B is an 8-bit CSI and
 # none of them belongs in text meant for people). Lone surrogates are handled separately.
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
-_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_NONCHARACTERS = re.compile("[\ufffe\uffff]")
 
 # (digest section, title prefix); "changes" items get their prefix from the change itself.
 _SECTIONS = (
@@ -62,17 +62,10 @@ _ALTERNATE_RELS = ("alternate", "http://www.iana.org/assignments/relation/altern
 
 
 def clean_text(value: Any) -> str:
-    """``value`` as a string XML 1.0 can carry: surrogate pairs joined into the character
-    they encode, lone surrogates, C0 controls (but \\t \\n \\r), DEL, C1 controls and
-    U+FFFE/U+FFFF removed. ``None`` gives ``""``."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    if _SURROGATE.search(text):
-        text = _SURROGATE_PAIR.sub(
-            lambda m: m.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le"), text)
-        text = _SURROGATE.sub("", text)
-    return _BAD_CHARS.sub("", text)
+    """``value`` as a string XML 1.0 can carry: ``tracker.text.clean_text`` (escape sequences,
+    controls and bidi overrides removed, surrogates fixed; line breaks kept) and the
+    noncharacters U+FFFE/U+FFFF removed. ``None`` gives ``""``."""
+    return _NONCHARACTERS.sub("", text_clean(value, multiline=True))
 
 
 def _one_line(value: Any) -> str:
@@ -81,17 +74,8 @@ def _one_line(value: Any) -> str:
 
 
 def _http_url(value: Any) -> str | None:
-    """The URL when it is an absolute http(s) URL with a host, else None."""
-    url = clean_text(value).strip()
-    if not url or any(c.isspace() for c in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
+    """The URL when it is an absolute http(s) URL with a host (``tracker.text.safe_url``)."""
+    return safe_url(value)
 
 
 # ------------------------------------------------------------------------------ ids, dates --
