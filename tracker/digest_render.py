@@ -36,8 +36,6 @@ CHANGE_WORDS: dict[str, str] = {
     "other": "Changed",
 }
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~&])")
-_MD_LINE_START = re.compile(r"^(?:([-+=])|(\d+)([.)]))")
 def clean(value: Any) -> str:
     """Registry text as one line of plain text (``tracker.text``: escape sequences, control
     characters and bidi overrides removed, whitespace collapsed, lone surrogates replaced)."""

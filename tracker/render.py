@@ -112,8 +112,6 @@ def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 # ------------------------------------------------------------------ markdown ----------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~&$])")
-_MD_LINE_START = re.compile(r"^(?:([-+=])|(\d+)([.)]))")
 
 
 _md = md_escape  # one markdown escaper for every renderer (tracker.text)
