@@ -781,11 +781,7 @@ def evaluate(
     from tracker.evaluation import render_report
 
     with errors():
-        try:
-            report = run_evaluation(Path(path) if path else None, load_rules(rules))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{exc}; the shipped set lives in tests/eval of a source "
-                              "checkout, or pass a JSONL path") from None
+        report = run_evaluation(Path(path) if path else None, load_rules(rules))
         typer.echo(render_report(report))
         if report.failures():
             raise typer.Exit(1)
@@ -826,22 +822,9 @@ def db_history(db: DbOpt = None) -> None:
 
 @app.command("config")
 def show_config(db: DbOpt = None) -> None:
-    """Print the effective configuration (API keys hidden) and where it came from."""
-    from tracker.config import default_config_path
+    """Print the effective configuration (API keys hidden) and where each value came from."""
+    from tracker.config import describe_settings
     from tracker.render import to_json
 
     with errors():
-        s = settings_for(db)
-        data = {
-            "config_file": s.config_file or f"{default_config_path()} (not present)",
-            "db": s.db,
-            "contact_email": s.contact_email,
-            "pubmed_api_key": "***" if s.pubmed_api_key else None,
-            "overlap_days": s.overlap_days,
-            "timeout": s.timeout,
-            "max_retries": s.max_retries,
-            "schedule": s.schedule,
-            "sources": {n: vars(src) | {"rate_per_second": s.source(n).rate_per_second}
-                        for n, src in s.sources.items()},
-        }
-        typer.echo(to_json(data))
+        typer.echo(to_json(describe_settings(settings_for(db))))
