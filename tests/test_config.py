@@ -21,7 +21,7 @@ from tracker.config import (
 from tracker.errors import ConfigError
 
 KEY = "c0ffee0123456789abcdef0123456789ab"
-TOP = ("db", "contact_email", "pubmed_api_key", "timeout", "max_retries", "backoff_cap",
+TOP = ("db", "contact_email", "pubmed_api_key", "timeout", "request_deadline", "max_retries", "backoff_cap",
        "overlap_days", "schedule", "lock_wait", "rules", "unreported_months")
 
 

@@ -329,6 +329,8 @@ class Settings:
         "the API key of your NCBI account (letters and digits, no spaces)",
         "0123456789abcdef", _check_api_key)] | None = None
     timeout: _Seconds = DEFAULT_TIMEOUT
+    # The most one request may take, connect to last byte (tracker.http); None: 5 x timeout.
+    request_deadline: Annotated[float, _Number(_SECONDS, gt=0, le=86_400)] | None = None
     max_retries: Annotated[int, _Number("retries", ge=0, le=100)] = DEFAULT_MAX_RETRIES
     backoff_cap: Annotated[float, _Number(_SECONDS, ge=0, le=3600)] = 120.0
     overlap_days: Annotated[int, _Number("days", ge=0, le=3650)] = DEFAULT_OVERLAP_DAYS
@@ -388,7 +390,8 @@ def db_url_from(value: str) -> str:
 # ----------------------------------------------------------------- the layers --------------
 
 _TOP_KEYS = (
-    "db", "contact_email", "pubmed_api_key", "timeout", "max_retries", "backoff_cap",
+    "db", "contact_email", "pubmed_api_key", "timeout", "request_deadline", "max_retries",
+    "backoff_cap",
     "overlap_days", "schedule", "lock_wait", "rules", "unreported_months",
 )
 _SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(SourceSettings))
@@ -592,7 +595,8 @@ def _field_rule(key: str) -> tuple[str, Any]:
     if isinstance(marker, _Text):
         return marker.describe(kind), (default if dot and fname == "url" else marker.example)
     if isinstance(marker, _Number):
-        return marker.describe(kind), default
+        return marker.describe(kind), default if default is not None else _fmt(
+            marker.le if marker.le is not None and marker.le <= 3600 else 300)
     return "true or false", default if isinstance(default, bool) else True
 
 

@@ -17,7 +17,7 @@ from db.upsert import decompress
 from sources import get_source, parse_raw
 from tracker.classify import classify_publication, classify_study, load_rules
 from tracker.config import Settings
-from tracker.errors import ParseError
+from tracker.errors import one_line
 from tracker.pipeline import label, store_records
 
 BATCH = 500
@@ -103,12 +103,13 @@ def _retry_quarantine(engine: Engine, settings: Settings, rules: Any, out: Relab
             source = get_source(name, settings)
             try:
                 record = source.parse(source.item_from_bytes(decompress(raw)))
-            except (ParseError, ValueError) as exc:
+                label([record], source.kind, rules)
+            except Exception as exc:  # noqa: BLE001 - a record still unreadable stays quarantined
                 conn.execute(update(Q).where(Q.c.id == qid).values(
-                    error=str(exc)[:2000], attempts=Q.c.attempts + 1, last_seen_at=now))
+                    error=one_line(f"{type(exc).__name__}: {exc}")[:2000],
+                    attempts=Q.c.attempts + 1, last_seen_at=now))
                 out.quarantine_left += 1
                 continue
-            label([record], source.kind, rules)
             store_records(conn, source.kind, [record], None, now)
             release(conn, name, [key])
             out.quarantine_stored += 1
