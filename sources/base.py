@@ -42,8 +42,29 @@ class Page:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SourceCount:
+    """What a source announces for a window before anything is fetched (``--dry-run``):
+    ``records`` as the API counts them, and the ``requests`` a real run will need for them
+    (paging and, for PubMed, the search calls), at the configured page size."""
+
+    records: int
+    requests: int
+    note: str = ""
+
+
+def pages_for(records: int, page_size: int) -> int:
+    """Requests needed to page through ``records`` at ``page_size`` (at least one)."""
+    return max(1, -(-max(0, records) // max(1, page_size)))
+
+
 class Source(Protocol):
-    """What the pipeline needs of a source module."""
+    """What the pipeline needs of a source module.
+
+    Every source also offers ``count(http, window) -> SourceCount``: one cheap request that
+    asks the API how many records the window holds (CT.gov ``countTotal`` on a one-study
+    page, esearch ``rettype=count``, Europe PMC ``hitCount`` on a one-record page).
+    """
 
     name: str
     kind: str  # "study" or "publication"
@@ -61,6 +82,10 @@ class Source(Protocol):
 
     def record_id(self, item: Any) -> str | None:
         """The source's own id for a raw record, if it can be read (for quarantine rows)."""
+        ...
+
+    def count(self, http: Any, window: Window) -> SourceCount:
+        """How many records ``window`` holds, in one request, and the requests a run needs."""
         ...
 
 

@@ -19,7 +19,7 @@ import orjson
 import simdjson
 
 from db.records import Arm, Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
-from sources.base import Page, Window, endless_paging, page_limit
+from sources.base import Page, SourceCount, Window, endless_paging, page_limit, pages_for
 from tracker.config import SourceSettings
 from tracker.errors import FetchError, ParseError
 from tracker.taxonomy import ctgov_phase, ctgov_status
@@ -388,6 +388,17 @@ class ClinicalTrialsGov:
             if pages >= limit:
                 raise endless_paging(NAME, pages, announced, size, empty)
             seen_tokens.add(token)
+
+    def count(self, http: Any, window: Window) -> SourceCount:
+        """``totalCount`` of ``window`` from a one-study page of NCT ids only (one request)."""
+        if window.since is not None and window.since > window.until:
+            return SourceCount(0, 0)
+        url = self.settings.url.rstrip("/") + "/studies"
+        params = {**build_params(self.settings.query, window, page_size=1), "fields": "NCTId"}
+        _, total, _ = parse_page(http.get(NAME, url, params).content)
+        if total is None:
+            raise ParseError("ctgov: the count page has no totalCount; the API changed shape")
+        return SourceCount(total, pages_for(total, min(self.settings.page_size, 1000)))
 
     def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Page]:
         """Yield each study of ``ids`` (NCT ids; quarantined records, fetched again) as a page of

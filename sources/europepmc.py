@@ -307,6 +307,20 @@ class EuropePMC:
         self.settings = settings
         self.email = email
 
+    def count(self, http: Any, window: Any) -> Any:
+        """``hitCount`` of ``window`` from a one-record page (one request)."""
+        from sources.base import SourceCount, pages_for
+
+        if window.since is not None and window.since > window.until:
+            return SourceCount(0, 0)
+        url = self.settings.url.rstrip("/") + "/search"
+        query = (build_window_query(self.settings.query, window.since, window.until)
+                 if window.since else self.settings.query)
+        params = build_search_params(query, page_size=1, email=self.email)
+        hit_count, _, _ = parse_search_envelope(http.get(SOURCE, url, params).content)
+        return SourceCount(hit_count, pages_for(hit_count, min(self.settings.page_size,
+                                                               MAX_PAGE_SIZE)))
+
     def fetch(self, http: Any, window: Any) -> Iterator[Any]:
         """Yield every page of ``window``; the cursor chain ends as API_NOTES 3.5 describes.
 

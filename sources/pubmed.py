@@ -82,12 +82,15 @@ def build_esearch_params(
     tool: str,
     email: str,
     api_key: str | None = None,
+    count_only: bool = False,
 ) -> dict[str, str]:
     """Build the parameters of one esearch call that posts a date window to the History server.
 
     ``mindate``/``maxdate`` are inclusive and always sent together (NCBI ignores one alone).
     With the default ``retmax=0`` the response carries only Count, WebEnv and QueryKey, which
     is what the efetch paging loop needs.
+
+    ``count_only`` asks for the count alone (``rettype=count``, nothing posted to History).
 
     Raises ``ValueError`` when the window is inverted or ``retmax`` is outside 0..10,000.
     """
@@ -105,6 +108,9 @@ def build_esearch_params(
         "maxdate": maxdate.strftime("%Y/%m/%d"),
         "retmax": str(retmax),
     }
+    if count_only:
+        del params["usehistory"], params["retmax"]
+        params["rettype"] = "count"
     params.update(_eutils_identity(tool, email, api_key))
     return params
 
@@ -1052,6 +1058,30 @@ class PubMed:
 
     def _url(self, endpoint: str) -> str:
         return f"{self.settings.url.rstrip('/')}/{endpoint}"
+
+    def count(self, http: Any, window: Any) -> Any:
+        """Records of ``window`` by Entrez date (esearch ``rettype=count``, one request) and the
+        requests a run needs: its esearch calls (more where a window over the esearch ceiling
+        is split by date; an incremental run also asks by modification date) and efetch pages.
+        """
+        from sources.base import SourceCount, pages_for
+
+        if window.since is not None and window.since > window.until:
+            return SourceCount(0, 0)
+        params = build_esearch_params(
+            self.settings.query, mindate=window.since or FULL_LOAD_START, maxdate=window.until,
+            tool=TOOL, email=self.email, api_key=self.api_key, count_only=True)
+        response = http.request(SOURCE, "POST", self._url("esearch.fcgi"),
+                                data=self._identity(params))
+        total = parse_esearch_json(response.content).count
+        searches = 2 * pages_for(total, self.ceiling) - 1  # a split asks for both halves
+        note = ""
+        if window.since is not None:
+            searches += 1
+            note = "plus the records modified in the window (asked by date of change)"
+        batch = max(1, min(self.settings.page_size, ESEARCH_MAX_RETMAX))
+        efetch = -(-total // batch)
+        return SourceCount(total, searches + efetch, note)
 
     def windows(
         self, http: Any, datetype: str, lo: dt.date, hi: dt.date

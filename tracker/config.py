@@ -64,12 +64,20 @@ DEFAULT_PUBMED_QUERY = (
     'OR "mesenchymal stem cell*"[Title/Abstract] OR "mesenchymal stromal cell*"[Title/Abstract] '
     'OR "stromal vascular fraction"[Title/Abstract] OR "bone marrow aspirate concentrate"[Title/Abstract]'
 )
-# Europe PMC Lucene-like syntax; SRC:PPR preprints are included on purpose.
-DEFAULT_EUROPEPMC_QUERY = (
-    '("mesenchymal stem cell" OR "mesenchymal stem cells" OR "mesenchymal stromal cell" '
-    'OR "mesenchymal stromal cells" OR "stromal vascular fraction" '
-    'OR "bone marrow aspirate concentrate")'
+# Europe PMC: a bare term matches the full text of open-access articles too (Europe PMC's
+# search covers metadata *and* full text), which pulls in every paper that mentions MSCs
+# anywhere in its body. So every term is fielded, as the PubMed query is: title, abstract,
+# keywords (KW) and MeSH headings (MESH). Lucene phrases take no wildcard, so plurals are
+# spelled out. Preprints (SRC:PPR) have titles and abstracts and stay in.
+EUROPEPMC_FIELDS = ("TITLE", "ABSTRACT", "KW")
+EUROPEPMC_PHRASES = (
+    "mesenchymal stem cell", "mesenchymal stem cells", "mesenchymal stromal cell",
+    "mesenchymal stromal cells", "stromal vascular fraction", "bone marrow aspirate concentrate",
 )
+EUROPEPMC_MESH = ("Mesenchymal Stem Cells", "Mesenchymal Stem Cell Transplantation")
+DEFAULT_EUROPEPMC_QUERY = "(" + " OR ".join(
+    [f'{field}:"{phrase}"' for phrase in EUROPEPMC_PHRASES for field in EUROPEPMC_FIELDS]
+    + [f'MESH:"{heading}"' for heading in EUROPEPMC_MESH]) + ")"
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5

@@ -1,0 +1,135 @@
+"""The first run, known before it starts: `tracker update --dry-run` asks each source only for
+its count (one request each, checked in the replay server's log), prints the window, records,
+requests and time, and stores nothing. Also: the default queries stay field-restricted, and
+progress lines come every 30 s without a terminal.
+
+Records are the recorded real ones (tests/fixtures/{ctgov,pubmed,europepmc}); counts are what
+the replay server announces for them with each API's real envelope.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from replay_server import ReplayServer, fixture_dir, load_europepmc_results, load_pubmed_articles
+
+from tests.conftest import ctgov_studies
+from tracker.config import (
+    DEFAULT_CTGOV_QUERY,
+    DEFAULT_EUROPEPMC_QUERY,
+    DEFAULT_PUBMED_QUERY,
+    load_settings,
+)
+from tracker.dryrun import plan_update, total_line
+from tracker.progress import LogProgress, eta, progress_line
+
+
+def _server() -> ReplayServer:
+    return ReplayServer(
+        ctgov_studies=ctgov_studies(),
+        pubmed_articles=load_pubmed_articles(fixture_dir("pubmed")),
+        europepmc_results=load_europepmc_results(
+            fixture_dir("europepmc") / "search_cancer_core.json"))
+
+
+def _settings(srv: ReplayServer, db: Path, **extra: str) -> Any:
+    return load_settings(env={
+        "TRACKER_DB": str(db), "TRACKER_CTGOV_URL": srv.ctgov_url,
+        "TRACKER_PUBMED_URL": srv.pubmed_url, "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
+        "TRACKER_CTGOV_PAGE_SIZE": "4", "TRACKER_EUROPEPMC_PAGE_SIZE": "10",
+        "TRACKER_PUBMED_PAGE_SIZE": "5", "TRACKER_CTGOV_RATE_PER_SECOND": "2",
+        "TRACKER_CONTACT_EMAIL": "tracker-tests@example.org", **extra})
+
+
+def test_dry_run_counts_with_one_request_per_source(tmp_path: Path) -> None:
+    db = tmp_path / "never.sqlite"
+    with _server() as srv:
+        plans = {p.source: p for p in plan_update(_settings(srv, db), None)}
+        sent = {src: srv.requests_for(src) for src in ("ctgov", "pubmed", "europepmc")}
+        announced = {
+            "ctgov": len(srv.ctgov_studies),
+            "pubmed": len({a for a in srv.pubmed_articles if b"<PubmedArticle>" in a}),
+            "europepmc": len(srv.europepmc_results),
+        }
+    assert {k: len(v) for k, v in sent.items()} == {"ctgov": 1, "pubmed": 1, "europepmc": 1}
+    assert sent["ctgov"][0].get("pageSize") == "1" and sent["ctgov"][0].get("countTotal") == "true"
+    assert sent["pubmed"][0].get("rettype") == "count"
+    assert sent["europepmc"][0].get("pageSize") == "1"
+    assert plans["ctgov"].records == announced["ctgov"] == 11
+    assert plans["ctgov"].requests == 3  # 11 studies in pages of 4
+    assert plans["ctgov"].seconds == 1.5  # 3 requests at 2 per second
+    assert plans["europepmc"].records == announced["europepmc"]
+    assert plans["europepmc"].requests == -(-announced["europepmc"] // 10)
+    assert plans["pubmed"].records is not None and plans["pubmed"].records >= 1
+    assert plans["pubmed"].requests == 1 + -(-plans["pubmed"].records // 5)
+    assert all(p.since is None and p.until == dt.datetime.now(dt.UTC).date()
+               for p in plans.values())  # a first load: everything
+    line = plans["ctgov"].line()
+    assert line.startswith("ctgov: 11 records (window everything .. ") and "3 requests" in line
+    assert "about 2 s" in line
+    assert total_line(list(plans.values())).startswith("total: ")
+    assert not db.exists()  # nothing created, nothing stored
+
+
+def test_dry_run_says_which_source_could_not_be_counted(tmp_path: Path) -> None:
+    with _server() as srv:
+        srv.add_fault("europepmc", "html_200", on_request=1, times=10)
+        settings = _settings(srv, tmp_path / "x.sqlite", TRACKER_MAX_RETRIES="0")
+        plans = {p.source: p for p in plan_update(settings, None)}
+    assert plans["ctgov"].error is None and plans["ctgov"].records == 11
+    assert plans["europepmc"].records is None and plans["europepmc"].error
+    assert "could not count" in plans["europepmc"].line()
+    assert "1 source could not be counted" in total_line(list(plans.values()))
+
+
+# ---------------------------------------------------------------- default queries ----------
+
+_EPMC_TERM = re.compile(r'(?:[A-Z_]+:)?"[^"]+"|\(|\)|\bAND\b|\bOR\b|\bNOT\b|\S+')
+
+
+def test_europepmc_default_query_fields_every_term() -> None:
+    """A bare Europe PMC term searches full text: every term must name its field."""
+    fields = set()
+    for token in _EPMC_TERM.findall(DEFAULT_EUROPEPMC_QUERY):
+        if token in ("(", ")", "AND", "OR", "NOT"):
+            continue
+        field, colon, phrase = token.partition(":")
+        assert colon and phrase.startswith('"'), f"bare term {token!r} in the Europe PMC query"
+        fields.add(field)
+    assert fields == {"TITLE", "ABSTRACT", "KW", "MESH"}
+    assert "SRC:" not in DEFAULT_EUROPEPMC_QUERY  # preprints (SRC:PPR) stay in
+
+
+def test_pubmed_default_query_fields_every_term() -> None:
+    for term in re.split(r"\s+OR\s+", DEFAULT_PUBMED_QUERY):
+        assert re.fullmatch(r'"[^"]+"\[(MeSH Terms|Title/Abstract)\]', term.strip()), term
+
+
+def test_ctgov_default_query_is_a_list_of_phrases() -> None:
+    """CT.gov's query runs in its BasicSearch area (titles, conditions, interventions,
+    keywords, summaries); every alternative is a quoted phrase, so none matches loosely."""
+    for term in re.split(r"\s+OR\s+", DEFAULT_CTGOV_QUERY):
+        assert re.fullmatch(r'"[^"]+"', term.strip()), term
+
+
+# ---------------------------------------------------------------- progress ----------------
+
+
+def test_progress_lines_every_30_seconds_without_a_terminal() -> None:
+    clock = [0.0]
+    out = io.StringIO()
+    advance = LogProgress(out, every=30, clock=lambda: clock[0])("ctgov")
+    for t, done in ((5, 1000), (29, 2000), (31, 2000), (45, 3000), (62, 4000)):
+        clock[0] = t
+        advance(done, 5000)
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "progress: ctgov 2,000 of 5,000 records (40%), about 46 s left",
+        "progress: ctgov 4,000 of 5,000 records (80%), about 16 s left",
+    ]
+    assert eta(0, 10, 5) is None and eta(10, 10, 5) is None
+    assert progress_line("pubmed", 7, None, 3) == "progress: pubmed 7 records so far"
