@@ -48,8 +48,11 @@ def replace_label_rows(
         for i in range(0, len(ids), 500):
             conn.execute(delete(LABEL).where(LABEL.c.kind == kind,
                                              LABEL.c.record_id.in_(ids[i : i + 500])))
+    fk = "study_id" if kind == "study" else "publication_id"
+    other = "publication_id" if kind == "study" else "study_id"
     rows = [
-        {"kind": kind, "record_id": rid, "family": family, "label": label}
+        {"kind": kind, "record_id": rid, fk: rid, other: None, "family": family,
+         "label": label}
         for rid, labels in labelled if labels is not None
         for family, attr in FAMILIES
         for label in getattr(labels, attr)

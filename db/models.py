@@ -29,6 +29,11 @@ def _fk(target: str) -> Column:  # type: ignore[type-arg]
     return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=True)
 
 
+def _optional_fk(target: str, name: str) -> Column:  # type: ignore[type-arg]
+    return Column(Integer, ForeignKey(target, ondelete="CASCADE", name=name), nullable=True,
+                  index=True)
+
+
 def _json_list() -> Any:
     return Field(default_factory=list, sa_type=JSON, nullable=False,
                  sa_column_kwargs={"server_default": "[]"})
@@ -108,6 +113,18 @@ class StudyCondition(SQLModel, table=True):
     study_id: int = Field(sa_column=_fk("study.id"))
     position: int
     name: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class StudyCountry(SQLModel, table=True):
+    """A country a study has a location in, normalised (``tracker.countries``), for
+    ``--country``; one row per study and country (revision 0006)."""
+
+    __tablename__ = "study_country"
+    __table_args__ = (UniqueConstraint("study_id", "country", name="uq_study_country"),
+                      Index("ix_study_country_country", "country"))
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=_fk("study.id"))
+    country: str
 
 
 class StudyIntervention(SQLModel, table=True):
@@ -338,7 +355,12 @@ class PublicationTrial(SQLModel, table=True):
 
 
 class RecordLabel(SQLModel, table=True):
-    """One label of one study or publication, for filtering (``--condition osteoarthritis``)."""
+    """One label of one study or publication, for filtering (``--condition osteoarthritis``).
+
+    ``kind`` and ``record_id`` say which record; ``study_id`` or ``publication_id`` (the one
+    of its kind, revision 0006) says it again as a foreign key Datasette and sqlite-utils can
+    follow.
+    """
 
     __tablename__ = "record_label"
     __table_args__ = (Index("ix_record_label_lookup", "family", "label", "kind"),
@@ -349,6 +371,10 @@ class RecordLabel(SQLModel, table=True):
     record_id: int
     family: str  # condition_group | cell_source | origin | product
     label: str
+    study_id: int | None = Field(default=None, sa_column=_optional_fk(
+        "study.id", "fk_record_label_study_id"))
+    publication_id: int | None = Field(default=None, sa_column=_optional_fk(
+        "publication.id", "fk_record_label_publication_id"))
 
 
 class Quarantine(SQLModel, table=True):
@@ -366,3 +392,34 @@ class Quarantine(SQLModel, table=True):
     first_seen_at: dt.datetime
     last_seen_at: dt.datetime
     attempts: int = 1
+
+
+def _register_unmanaged_tables() -> None:
+    """Keep Alembic's autogenerate (and ``compare_metadata``) from reporting the full-text
+    index (``db.search``: FTS5 virtual and shadow tables on SQLite, tsvector tables on
+    PostgreSQL) as tables to drop: migrations create them with DDL the models cannot state."""
+    from alembic.autogenerate import comparators
+    from alembic.operations import ops
+
+    from db.search import index_table_names
+
+    def drop_index_tables(autogen_context: Any, upgrade_ops: Any, schemas: Any) -> Any:
+        names = index_table_names(autogen_context.dialect.name)
+        upgrade_ops.ops[:] = [op for op in upgrade_ops.ops if not (
+            isinstance(op, (ops.DropTableOp, ops.ModifyTableOps)) and op.table_name in names)]
+        try:
+            from alembic.util import PriorityDispatchResult
+        except ImportError:  # alembic < 1.18
+            return None
+        return PriorityDispatchResult.CONTINUE
+
+    try:
+        from alembic.util import DispatchPriority
+    except ImportError:  # alembic < 1.18: functions run in the order they were registered
+        comparators.dispatch_for("schema")(drop_index_tables)
+        return
+    last = min(DispatchPriority)
+    comparators.dispatch_for("schema", priority=last)(drop_index_tables)
+
+
+_register_unmanaged_tables()

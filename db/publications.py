@@ -6,7 +6,8 @@ records are matched to an existing publication by PMID, then PMCID, then DOI (ca
 then by a preprint's declared published version (and the reverse), else a new publication is
 created. PubMed is authoritative for descriptive fields; other sources fill what is missing.
 Trial ids the paper declares (DataBankList) or mentions (title, abstract) are stored in
-``publication_trial`` with how they were found.
+``publication_trial`` with how they were found. The full-text index (``db.search``) follows
+new papers and changed text; a deleted citation leaves it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
+from db import search
 from db.labels import label_values, replace_label_rows
 from db.models import Publication, PublicationSource, PublicationSourceVersion, PublicationTrial
 from db.records import PublicationRecord
@@ -32,6 +34,7 @@ LINK = PublicationTrial.__table__
 AUTHORITATIVE = "pubmed"
 DESCRIPTIVE = ("title", "abstract", "journal", "pub_date", "pub_year", "publication_types",
                "mesh_terms", "keywords", "authors", "date_revised", "url", "phase")
+INDEXED = {"title", "abstract", "keywords", "mesh_terms"}  # the columns db.search indexes
 TRIAL_TYPES = {
     "clinical trial", "clinical trial, phase i", "clinical trial, phase ii",
     "clinical trial, phase iii", "clinical trial, phase iv", "randomized controlled trial",
@@ -297,6 +300,15 @@ def upsert_publications(
         label_of = {real.get(k, k): v for k, v in label_of.items()}
         result.new += len(ids)
         result.new_ids += ids
+    if new_rows:
+        search.write(conn, "publication", [(real[row["id"]], search.paper_document(row))
+                                           for row in new_rows if not row["deleted"]],
+                     replace=False)
+    search.write(conn, "publication", [
+        (pid, search.paper_document(by_id[pid])) for pid, changes in pending_updates.items()
+        if not by_id[pid]["deleted"] and INDEXED.intersection(changes)])
+    search.remove(conn, "publication", [pid for pid, changes in pending_updates.items()
+                                        if changes.get("deleted")])
     for pid, changes in pending_updates.items():
         row = by_id[pid]
         best = publication_key_of(row)

@@ -3,7 +3,8 @@
 One call stores one page. It reads the stored content hashes of the page's keys in one query,
 skips records whose hash is unchanged, writes the rest with the dialect's
 ``INSERT ... ON CONFLICT (registry, registry_id) DO UPDATE`` in one executemany and replaces the
-child rows of new and changed studies. No ORM objects, no per-row round trips.
+child rows of new and changed studies and their full-text index rows (``db.search``). No ORM
+objects, no per-row round trips.
 ``first_seen_at`` is set on insert only and never moves.
 
 Before a changed study is overwritten its stored version moves to ``study_version`` (raw,
@@ -24,17 +25,19 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from db import search
 from db.history import diff
 from db.labels import label_values, replace_label_rows
 from db.models import (
     Study,
     StudyChange,
-    StudyVersion,
     StudyCondition,
+    StudyCountry,
     StudyIntervention,
     StudyMesh,
     StudyReference,
     StudySecondaryId,
+    StudyVersion,
 )
 from db.records import StudyRecord
 
@@ -45,6 +48,7 @@ CHILD_TABLES = (
     StudyMesh.__table__,
     StudySecondaryId.__table__,
     StudyReference.__table__,
+    StudyCountry.__table__,
 )
 _CHUNK = 500  # keys per IN (...) list; well under every SQLite build's variable limit
 
@@ -170,7 +174,16 @@ def _child_rows(study_id: int, rec: StudyRecord) -> dict[str, list[dict[str, Any
              "retraction_pmids": r.retraction_pmids}
             for r in rec.references
         ],
+        "study_country": [{"study_id": study_id, "country": c}
+                          for c in country_names(rec.countries)],
     }
+
+
+def country_names(countries: Iterable[str]) -> list[str]:
+    """A record's location countries, normalised (``tracker.countries``), each once."""
+    from tracker.countries import normalize_country
+
+    return list(dict.fromkeys(n for n in map(normalize_country, countries) if n))
 
 
 def existing_hashes(
@@ -217,7 +230,7 @@ def keep_versions(
             new = new_of[sid]
             try:
                 old = parse_raw(registry, decompress(raw))
-            except Exception:  # noqa: BLE001 - any failure to read an old version: no events
+            except Exception:  # noqa: BLE001, S112 - any failure to read an old version: no events
                 continue
             events += [{"study_id": sid, "field": name, "old_value": a, "new_value": b,
                         "changed_at": now, "registry_date": new.last_update_posted,
@@ -311,6 +324,8 @@ def upsert_studies(
     replace_label_rows(conn, "study", [(id_of[(r.registry, r.registry_id)], r.labels)
                                        for r in to_write if r.labels is not None],
                        replace=bool(changed_ids))
+    search.write(conn, "study", [(id_of[(r.registry, r.registry_id)], search.study_document(r))
+                                 for r in to_write], replace=bool(changed_ids))
     changed_set = set(changed_ids)
     result.changed = len(changed_set)
     result.changed_ids = changed_ids

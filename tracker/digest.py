@@ -78,6 +78,11 @@ def build_digest(
 ) -> dict[str, Any]:
     """The digest of one period: ``since`` a date (new registrations first posted on or after
     it, papers first indexed on or after it, changes seen on or after it) or the last update.
+
+    ``labels`` filters every section (its ``query`` and ``countries`` too); its sort orders
+    the new trials and papers (with a query: best match first) and its limit caps the new
+    trials, the notable changes and the papers, each; counts of unreported trials and the
+    charts cover every match.
     """
     today = today or dt.date.today()
     now = now or dt.datetime.now(dt.UTC)
@@ -97,26 +102,34 @@ def build_digest(
     _add_snippets(conn, S, "brief_summary", studies)
     new_trials = _group_trials(studies)
 
+    everything = replace(labels, sort=None, desc=False, limit=None)  # counts and charts
     events = query_changes(conn, ChangeFilter(since=None if last_run else since,
-                                              last_run=last_run, labels=labels))
-    changes = rank_changes(conn, events)
+                                              last_run=last_run, labels=everything))
+    changes = rank_changes(conn, events)[: labels.limit or None]
     status_moves = Counter(
         f"{e['old_words']} → {e['new_words']}" for e in events if e["field"] == "status")
 
     # A paper reporting results of a tracked trial is listed whatever the classifier made of
     # its abstract (the trial's labels decide); other papers pass the label filters.
-    every = query_papers(conn, PaperFilter(since=flt.since, last_run=last_run,
-                                           labels=replace(labels, include_irrelevant=True)))
+    every = query_papers(conn, PaperFilter(since=flt.since, last_run=last_run, labels=replace(
+        everything, include_irrelevant=True, query=None)))
     wanted = {_pid(p) for p in query_paper_ids(conn, PaperFilter(
         since=flt.since, last_run=last_run, labels=labels))}
-    reporting = _results_papers(conn, every, labels)
+    reporting = _results_papers(conn, every, everything)
     papers = [p for p in every if _pid(p) in wanted or _pid(p) in reporting]
+    if labels.query is not None or labels.sort:  # the labels' order, then their limit
+        ranked = query_papers(conn, PaperFilter(since=flt.since, last_run=last_run,
+                                                labels=replace(labels, include_irrelevant=True,
+                                                               limit=None)))
+        place = {_pid(p): i for i, p in enumerate(ranked)}
+        papers.sort(key=lambda p: place.get(_pid(p), len(place)))
+    papers = papers[: labels.limit or None]
     _add_snippets(conn, P, "abstract", papers, key="pmid_or_id")
     results_papers = [_paper_item(p, reporting[_pid(p)]) for p in papers if _pid(p) in reporting]
     others = [p for p in papers if _pid(p) not in reporting]
 
     cutoff = unreported_cutoff(today, unreported_months)
-    overdue = query_studies(conn, replace(labels, since=None, last_run=False,
+    overdue = query_studies(conn, replace(everything, since=None, last_run=False,
                                           unreported_before=cutoff))
     overdue.sort(key=lambda s: (s.get("primary_completion_date") or "", s["registry_id"]),
                  reverse=True)
@@ -137,7 +150,7 @@ def build_digest(
         "papers": _group_papers(others),
         "unreported": unreported,
         "unreported_more": max(0, len(overdue) - UNREPORTED_SHOWN),
-        "charts": charts_data(conn, labels, today, status_moves),
+        "charts": charts_data(conn, everything, today, status_moves),
     }
 
 
@@ -180,11 +193,11 @@ def _add_snippets(conn: Connection, table: Any, column: str, rows: list[dict[str
     if key == "registry_id":
         ids = [r["registry_id"] for r in rows]
         col = table.c.registry_id
-        get = lambda r: r["registry_id"]  # noqa: E731
+        get = lambda r: r["registry_id"]
     else:
         ids = [r["pmid"] for r in rows if r.get("pmid")]
         col = table.c.pmid
-        get = lambda r: r.get("pmid")  # noqa: E731
+        get = lambda r: r.get("pmid")
     text: dict[str, str | None] = {}
     for i in range(0, len(ids), 500):
         text.update(conn.execute(select(col, table.c[column]).where(
@@ -214,7 +227,7 @@ def _group_trials(studies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New trials under their first condition group (chronic pain first), then by phase."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for s in studies:
-        group = sorted(group_keys(s), key=_group_order)[0]
+        group = min(group_keys(s), key=_group_order)
         cells.setdefault((group, s["phase"]), []).append(_study_item(
             s, f"New trial, first posted {s['first_posted'] or 'on an unknown date'}",
             f"study:{s['registry_id']}:new"))
@@ -420,7 +433,7 @@ def _paper_item(p: dict[str, Any], trials: list[str] | None = None) -> dict[str,
 def _group_papers(papers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for p in papers:
-        group = sorted(group_keys(p), key=_group_order)[0]
+        group = min(group_keys(p), key=_group_order)
         groups.setdefault(group, []).append(_paper_item(p))
     return [{"group": g, "group_label": group_words(g), "items": groups[g]}
             for g in sorted(groups, key=_group_order)]
@@ -459,7 +472,7 @@ def charts_data(conn: Connection, labels: StudyFilter, today: dt.date,
         if q is None:
             continue
         by_phase.setdefault(s["phase"], [0] * len(x))[q] += 1
-        group = sorted(group_keys(s), key=_group_order)[0]
+        group = min(group_keys(s), key=_group_order)
         by_group.setdefault(group, [0] * len(x))[q] += 1
     phase_series = {phase_words(p): by_phase[p] for p in PHASES if p in by_phase}
     groups = sorted(by_group, key=_group_order)

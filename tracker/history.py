@@ -26,6 +26,7 @@ from tracker.reports import (
     last_update,
     study_clauses,
 )
+from tracker.search import matches
 from tracker.words import phase_words, status_words
 
 S = Study.__table__
@@ -101,14 +102,22 @@ def query_changes(conn: Connection, flt: ChangeFilter) -> list[dict[str, Any]]:
         clauses.append(C.c.field.in_(list(flt.fields)))
     if flt.study_ids:
         clauses.append(C.c.study_id.in_(list(flt.study_ids)))
-    clauses += study_clauses(flt.labels)
+    labels = flt.labels
+    clauses += study_clauses(labels, query=False)
+    match = matches(conn, "study", labels.query) if labels.query is not None else None
+    score = [match.c.score] if match is not None else []
+    joined = C.join(S, S.c.id == C.c.study_id)
+    if match is not None:
+        joined = joined.join(match, match.c.id == S.c.id)
     stmt = (select(C.c.id, C.c.field, C.c.old_value, C.c.new_value, C.c.registry_date,
                    C.c.changed_at, C.c.run_id, RUN.c.update_id, S.c.registry, S.c.registry_id,
-                   S.c.title, S.c.url, S.c.msc_relevant)
-            .select_from(C.join(S, S.c.id == C.c.study_id).outerjoin(RUN, RUN.c.id == C.c.run_id))
+                   S.c.title, S.c.url, S.c.msc_relevant, S.c.first_posted, S.c.phase,
+                   S.c.enrollment, *score)
+            .select_from(joined.outerjoin(RUN, RUN.c.id == C.c.run_id))
             .where(*clauses))
     order = {name: i for i, name in enumerate(FIELD_NAMES)}
     rows = []
+    sort_values: dict[int, Any] = {}
     for r in conn.execute(stmt).mappings():
         old_words, new_words = event_words(r["field"], r["old_value"], r["new_value"])
         spec = BY_NAME.get(r["field"])
@@ -121,10 +130,39 @@ def query_changes(conn: Connection, flt: ChangeFilter) -> list[dict[str, Any]]:
             "run_id": r["run_id"], "update_id": r["update_id"], "url": r["url"],
             "msc_relevant": r["msc_relevant"], "event_id": r["id"],
         })
+        if match is not None:
+            rows[-1]["score"] = round(float(r["score"]), 6)
+        sort_values[r["id"]] = (r["first_posted"], r["phase"], r["enrollment"])
     # Within one version: registry id, then the order people read fields in (stable sorts).
     rows.sort(key=lambda e: (e["registry_id"], order.get(e["field"], len(order))))
     rows.sort(key=lambda e: (e["registry_date"] or "", e["seen_at"] or ""), reverse=True)
-    return rows
+    key = labels.sort or ("relevance" if labels.query is not None else None)
+    if key is not None:
+        rows = sort_rows(rows, key, labels.desc, lambda e: {
+            "first_posted": sort_values[e["event_id"]][0],
+            "last_update": e["registry_date"], "phase": sort_values[e["event_id"]][1],
+            "enrollment": sort_values[e["event_id"]][2], "relevance": e.get("score")}[key])
+    return rows[: labels.limit] if labels.limit else rows
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str, desc: bool,
+              value: Any) -> list[dict[str, Any]]:
+    """``rows`` in the order of ``--sort key`` (``value(row)`` gives the key's value): as
+    ``tracker.reports.order_by`` orders in SQL (ascending unless ``desc``, rows without a
+    value last; relevance best first), stable."""
+    from tracker.taxonomy import PHASES
+
+    def norm(row: dict[str, Any]) -> Any:
+        v = value(row)
+        if key == "phase":
+            return PHASES.index(v) if v in PHASES else len(PHASES)
+        return iso(v) if v is not None else None
+
+    present = [r for r in rows if norm(r) is not None]
+    missing = [r for r in rows if norm(r) is None]
+    reverse = desc if key != "relevance" else not desc
+    present.sort(key=norm, reverse=reverse)
+    return present + missing
 
 
 def timeline(conn: Connection, registry_id: str) -> dict[str, Any]:
@@ -185,15 +223,25 @@ def studies_as_of(conn: Connection, flt: StudyFilter, as_of: dt.date,
     A study counts when it was first posted on or before ``as_of``; its row is the newest
     stored version whose registry update date is on or before ``as_of`` (the earliest kept
     version when every kept one is newer: ``as_of_exact`` is then False). Filters apply to
-    those versions' values, labels included (they are classified again with ``rules``).
+    those versions' values, labels included (they are classified again with ``rules``);
+    ``--query`` and ``--country`` to the current record (the index and the locations hold
+    the current version only). ``flt``'s sort and limit apply to the rows.
     """
+    from dataclasses import replace
+
     from sources import parse_raw
     from tracker.classify import classify_study, load_rules
 
     rules = rules or load_rules(None)
     cols = [S.c[name] for name in LIST_COLUMNS]
+    current = study_clauses(StudyFilter(include_irrelevant=True, query=flt.query,
+                                        countries=flt.countries))
     base = select(S.c.id, S.c.registry, *cols).where(
-        (S.c.first_posted <= as_of) | (S.c.first_posted.is_(None)))
+        (S.c.first_posted <= as_of) | (S.c.first_posted.is_(None)), *current)
+    scores: dict[str, float] = {}
+    if flt.query is not None:
+        scores = {r["registry_id"]: r["score"] for r in _ranked(conn, replace(
+            flt, sort=None, desc=False, limit=None))}
     rows: list[dict[str, Any]] = []
     keep = _python_filter(flt)
     for sid, registry, *values in conn.execute(base):
@@ -212,7 +260,7 @@ def studies_as_of(conn: Connection, flt: StudyFilter, as_of: dt.date,
                 raw = fitting[-1][0] if fitting else kept[0][0]
                 try:
                     rec = parse_raw(registry, decompress(raw))
-                except Exception:  # noqa: BLE001 - a version that no longer parses: left out
+                except Exception:  # noqa: BLE001, S112 - a version that no longer parses: left out
                     continue
                 rec.labels = classify_study(rec, rules)
                 first_seen = row["first_seen_at"]
@@ -221,9 +269,22 @@ def studies_as_of(conn: Connection, flt: StudyFilter, as_of: dt.date,
                 row["as_of_exact"] = bool(fitting)
         row.setdefault("as_of_exact", True)
         if keep(row):
+            if flt.query is not None:
+                row["score"] = scores.get(row["registry_id"], 0.0)
             rows.append(row)
     rows.sort(key=lambda r: (r["first_posted"] or "", r["registry_id"]), reverse=True)
-    return rows
+    key = flt.sort or ("relevance" if flt.query is not None else None)
+    if key is not None:
+        field_of = {"first_posted": "first_posted", "last_update": "last_update_posted",
+                    "phase": "phase", "enrollment": "enrollment", "relevance": "score"}
+        rows = sort_rows(rows, key, flt.desc, lambda r: r.get(field_of[key]))
+    return rows[: flt.limit] if flt.limit else rows
+
+
+def _ranked(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
+    from tracker.reports import query_studies
+
+    return query_studies(conn, StudyFilter(include_irrelevant=True, query=flt.query))
 
 
 def record_row(rec: Any) -> dict[str, Any]:
@@ -250,10 +311,8 @@ def _python_filter(flt: StudyFilter) -> Any:
                              (flt.origins, row["origins"]), (flt.products, row["products"])):
             if wanted and not set(wanted) & set(have or ()):
                 return False
-        if flt.conditions and not any(t.lower() in c.lower() for t in flt.conditions
-                                      for c in row["conditions"] or ()):
-            return False
-        return True
+        return not flt.conditions or any(t.lower() in c.lower() for t in flt.conditions
+                                         for c in row["conditions"] or ())
 
     return keep
 

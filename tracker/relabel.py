@@ -1,5 +1,7 @@
 """``tracker classify``: re-label every stored record from its stored raw record, and retry
-quarantined records, without touching the network."""
+quarantined records, without touching the network. The full-text index is written again on
+the way (``db.search``: studies from their parsed raw records, papers from their rows), so a
+database whose index fell out of step is whole again afterwards."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from db import search
 from db.labels import store_labels
 from db.models import Publication, PublicationSource, Quarantine, Study
 from db.quarantine import release
@@ -57,17 +60,22 @@ def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
             if not rows:
                 break
             labelled = []
+            docs = []
             for sid, registry, raw, old in rows:
-                labels = classify_study(parse_raw(registry, decompress(raw)), rules)
+                rec = parse_raw(registry, decompress(raw))
+                labels = classify_study(rec, rules)
                 labelled.append((sid, labels))
+                docs.append((sid, search.study_document(rec)))
                 out.relevance_changed += old is not None and old != labels.msc_relevant
             store_labels(conn, S, "study", labelled, rules.fingerprint)
+            search.write(conn, "study", docs)
             out.studies += len(rows)
             last = rows[-1][0]
     last = 0
     while True:
         with engine.begin() as conn:
-            pubs = conn.execute(select(P.c.id, P.c.msc_relevant).where(
+            pubs = conn.execute(select(P.c.id, P.c.msc_relevant, P.c.title, P.c.keywords,
+                                       P.c.mesh_terms, P.c.abstract).where(
                 P.c.id > last, P.c.deleted.is_(False)).order_by(P.c.id).limit(BATCH)).all()
             if not pubs:
                 break
@@ -80,8 +88,10 @@ def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
                 if have is None or (PAPER_PREFERENCE.index(source) <
                                     PAPER_PREFERENCE.index(have[0])):
                     raws[pid] = (source, raw)
+            search.write(conn, "publication", [(p[0], search.paper_document(p._mapping))
+                                               for p in pubs])
             labelled = []
-            for pid, old in pubs:
+            for pid, old, *_ in pubs:
                 if pid not in raws:
                     continue
                 source, raw = raws[pid]

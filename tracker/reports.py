@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.types import Boolean
 
 from db.models import (
     FetchRun,
-    UpdateRun,
     Publication,
     PublicationSource,
     PublicationTrial,
@@ -27,13 +29,16 @@ from db.models import (
     Study,
     StudyChange,
     StudyCondition,
+    StudyCountry,
     StudyIntervention,
     StudyMesh,
     StudyReference,
     StudySecondaryId,
+    UpdateRun,
 )
 from db.upsert import decompress
 from tracker.errors import ConfigError, NotFoundError
+from tracker.search import UsageError, parse_query
 from tracker.taxonomy import CELL_SOURCES, CONDITION_GROUPS, ORIGINS, PHASES, PRODUCTS, STATUSES
 
 S = Study.__table__
@@ -58,8 +63,14 @@ class StudyFilter:
     products: Sequence[str] = ()
     include_irrelevant: bool = False
     registry: str | None = None
+    query: Any = None  # tracker.search.Query: full-text match (ranked by relevance)
+    countries: Sequence[str] = ()  # canonical country names (study_country)
+    sort: str | None = None  # one of SORT_KEYS; None: relevance with a query, else default
+    desc: bool = False
+    limit: int | None = None
 
 
+SORT_KEYS = ("first_posted", "last_update", "phase", "enrollment", "relevance")
 MAX_VALUE = 200  # characters in one filter value: longer is a mistake, not a condition name
 _PHASE_ALIASES = {"NA": "NOT_APPLICABLE", "N/A": "NOT_APPLICABLE", "EARLY1": "EARLY_PHASE1",
                   "0": "EARLY_PHASE1"}
@@ -116,8 +127,14 @@ def make_filter(
     include_irrelevant: bool = False,
     last_run_changed: bool = False,
     unreported_before: str | None = None,
+    query: str | None = None,
+    countries: Sequence[str] = (),
+    sort: str | None = None,
+    desc: bool = False,
+    limit: int | str | None = None,
 ) -> StudyFilter:
-    """Validate filter values from the CLI; raises ConfigError for an unknown value.
+    """Validate filter values from the CLI; raises ConfigError for an unknown value, and
+    UsageError (exit 2) for a bad ``--query``, ``--country``, ``--sort`` or ``--limit``.
 
     A ``--condition`` value that is a condition-group slug (``osteoarthritis``) selects that
     group; any other text matches registry condition names containing it.
@@ -126,7 +143,8 @@ def make_filter(
         raise ConfigError("use either --since or --last-run, not both")
     for option, values in (("--condition", conditions), ("--phase", phases),
                            ("--status", statuses), ("--cell-source", cell_sources),
-                           ("--origin", origins), ("--product", products)):
+                           ("--origin", origins), ("--product", products),
+                           ("--country", countries)):
         for v in values:
             if len(v) > MAX_VALUE:
                 raise ConfigError(f"{option}: a value of {len(v):,} characters is longer than "
@@ -148,7 +166,129 @@ def make_filter(
         include_irrelevant=include_irrelevant,
         last_run_changed=last_run_changed,
         unreported_before=unreported_before,
+        query=parse_query(query) if query is not None else None,
+        countries=check_countries(countries),
+        sort=check_sort(sort, query is not None, desc),
+        desc=desc,
+        limit=check_limit(limit),
     )
+
+
+def check_countries(values: Sequence[str]) -> list[str]:
+    """``--country`` values (repeatable, comma-separated) as canonical country names; an
+    unknown one is a UsageError naming the closest."""
+    from tracker.countries import close_matches, resolve_country
+
+    out = []
+    for v in values:
+        for part in v.split(",") if "," in v and resolve_country(v) is None else [v]:
+            if not part.strip():
+                continue
+            name = resolve_country(part)
+            if name is None:
+                near = close_matches(part)
+                hint = (f"did you mean {' or '.join(repr(n) for n in near)}?" if near
+                        else "give a country name as the registry writes it, e.g. 'Spain', "
+                             "'Korea, Republic of'")
+                raise UsageError(f"--country {part.strip()!r} is not a country the tracker "
+                                 f"knows; {hint}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def check_sort(value: str | None, has_query: bool, desc: bool = False) -> str | None:
+    """``--sort``: one of ``SORT_KEYS`` (relevance only with ``--query``)."""
+    if value is None:
+        if desc and not has_query:
+            raise UsageError("--desc reverses --sort: give --sort KEY too (one of: "
+                             f"{', '.join(SORT_KEYS)})")
+        return None
+    key = value.strip().lower().replace("-", "_")
+    if key not in SORT_KEYS:
+        raise UsageError(f"--sort {value!r} is not one of: {', '.join(SORT_KEYS)}")
+    if key == "relevance" and not has_query:
+        raise UsageError("--sort relevance ranks the matches of --query: give --query TEXT "
+                         "too")
+    return key
+
+
+def check_limit(value: int | str | None) -> int | None:
+    """``--limit N``: a whole number of at least 1."""
+    if value is None:
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1 or str(value).strip().lstrip("+") != str(number):
+        raise UsageError(f"--limit {value!r} is not a whole number of at least 1; e.g. "
+                         "--limit 20")
+    return number
+
+
+class MatchClause(ColumnElement[bool]):
+    """``column IN (ids the full-text index matches for query)``, written for the engine it
+    is compiled for (``tracker.search``: FTS5 MATCH or tsquery), the query bound."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, column: Any, kind: str, query: Any) -> None:
+        self.column = column
+        self.kind = kind
+        self.query = query
+
+
+@compiles(MatchClause, "sqlite")
+def _match_sqlite(element: MatchClause, compiler: Any, **kw: Any) -> str:
+    from sqlalchemy import literal
+
+    from db.search import TABLES
+
+    name = TABLES[element.kind][0]
+    value = compiler.process(literal(element.query.fts5()), **kw)
+    return (f"{compiler.process(element.column, **kw)} IN (SELECT rowid FROM {name} "
+            f"WHERE {name} MATCH {value})")
+
+
+@compiles(MatchClause, "postgresql")
+def _match_pg(element: MatchClause, compiler: Any, **kw: Any) -> str:
+    from sqlalchemy import literal
+
+    from db.search import TABLES
+
+    name = TABLES[element.kind][0]
+    value = compiler.process(literal(element.query.tsquery()), **kw)
+    return (f"{compiler.process(element.column, **kw)} IN (SELECT id FROM {name} "
+            f"WHERE document @@ CAST({value} AS tsquery))")
+
+
+def _phase_rank(column: Any) -> Any:
+    return case({p: i for i, p in enumerate(PHASES)}, value=column, else_=len(PHASES))
+
+
+def order_by(flt: StudyFilter, kind: str, score: Any, default: Sequence[Any],
+             tiebreak: Any) -> list[Any]:
+    """ORDER BY terms for ``flt``'s sort (``default`` when it has none and no query):
+    ascending unless ``desc``, records without the value last; relevance best first
+    (``desc``: worst first)."""
+    key = flt.sort or ("relevance" if flt.query is not None else None)
+    if key is None:
+        return list(default)
+    if key == "relevance":
+        return [score.asc() if flt.desc else score.desc(), tiebreak]
+    if kind == "study":
+        columns = {"first_posted": S.c.first_posted, "last_update": S.c.last_update_posted,
+                   "phase": _phase_rank(S.c.phase), "enrollment": S.c.enrollment}
+    else:
+        columns = {"first_posted": P.c.index_date, "last_update": P.c.date_revised,
+                   "phase": _phase_rank(P.c.phase)}
+    if key not in columns:
+        raise UsageError(f"--sort {key} is for trials; papers sort by first_posted (first "
+                         "indexed), last_update (revised), phase or relevance")
+    col = columns[key]
+    return [(col.desc() if flt.desc else col.asc()).nulls_last(), tiebreak]
 
 
 def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
@@ -209,16 +349,22 @@ def _window_clauses(
     return clauses
 
 
-def _where(conn: Connection, flt: StudyFilter) -> list[Any]:
+def _where(conn: Connection, flt: StudyFilter, query: bool = True) -> list[Any]:
     clauses = _window_clauses(conn, S, S.c.first_posted, flt.since, flt.last_run,
                               flt.last_run_changed)
-    return clauses + study_clauses(flt)
+    return clauses + study_clauses(flt, query=query)
 
 
-def study_clauses(flt: StudyFilter) -> list[Any]:
-    """The label, phase, status, condition and unreported filters of ``flt`` on ``study``
-    (everything but the time window)."""
+def study_clauses(flt: StudyFilter, *, query: bool = True) -> list[Any]:
+    """The label, phase, status, condition, country, full-text (unless not ``query``) and
+    unreported filters of ``flt`` on ``study`` (everything but the time window)."""
     clauses: list[Any] = []
+    if flt.query is not None and query:
+        clauses.append(MatchClause(S.c.id, "study", flt.query))
+    if flt.countries:
+        sc = StudyCountry.__table__
+        clauses.append(exists().where(sc.c.study_id == S.c.id,
+                                      sc.c.country.in_(list(flt.countries))))
     if flt.phases:
         clauses.append(S.c.phase.in_(flt.phases))
     if flt.statuses:
@@ -285,16 +431,29 @@ _STUDY_DATES = ("first_posted", "last_update_posted", "results_first_posted", "f
 
 
 def query_studies(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
-    """Studies matching ``flt``, newest first-posted first, as JSON-ready dicts."""
+    """Studies matching ``flt`` as JSON-ready dicts: newest first-posted first, or in
+    ``flt``'s sort (with a query: best match first, each with its ``score``), at most
+    ``flt.limit``."""
+    from tracker.search import matches
+
     cols = [S.c[name] for name in LIST_COLUMNS]
-    stmt = select(*cols).where(*_where(conn, flt)).order_by(
-        S.c.first_posted.desc(), S.c.registry_id
-    )
+    match = matches(conn, "study", flt.query) if flt.query is not None else None
+    score = match.c.score if match is not None else None
+    stmt = select(*cols, *([score] if match is not None else [])).where(
+        *_where(conn, flt, query=False))
+    if match is not None:
+        stmt = stmt.join_from(S, match, match.c.id == S.c.id)
+    stmt = stmt.order_by(*order_by(flt, "study", score,
+                                   (S.c.first_posted.desc(), S.c.registry_id), S.c.registry_id))
+    if flt.limit:
+        stmt = stmt.limit(flt.limit)
     out = []
     for row in conn.execute(stmt):
-        d = dict(zip(LIST_COLUMNS, row, strict=True))
+        d = dict(zip(LIST_COLUMNS, row, strict=False))
         for name in _STUDY_DATES:
             d[name] = iso(d[name])
+        if match is not None:
+            d["score"] = round(float(row[-1]), 6)
         out.append(d)
     return out
 
@@ -329,8 +488,11 @@ def _group_order(group: str) -> tuple[int, str]:
 
 
 def build_report(conn: Connection, flt: StudyFilter) -> Report:
-    """The report for ``flt``: studies plus a condition-by-phase table counting each once."""
-    studies = query_studies(conn, flt)
+    """The report for ``flt``: studies plus a condition-by-phase table counting each once
+    (every match of the filters; ``flt.limit`` shortens the lists, not the counts)."""
+    from dataclasses import replace
+
+    studies = query_studies(conn, replace(flt, limit=None))
     counts: Counter[tuple[str, str]] = Counter()
     totals: Counter[str] = Counter()
     for s in studies:
@@ -349,6 +511,8 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
         title = "All studies"
     papers = query_papers(conn, PaperFilter(
         since=flt.since, last_run=flt.last_run, labels=flt))
+    if flt.limit:
+        studies = studies[: flt.limit]
     return Report(title, studies, groups, phases, dict(counts), totals, papers, changed)
 
 
@@ -359,7 +523,7 @@ def changed_in_last_update(conn: Connection, flt: StudyFilter) -> list[dict[str,
     run_ids = last_update(conn).run_ids or (-1,)
     stmt = select(*[S.c[name] for name in LIST_COLUMNS]).where(
         S.c.last_changed_run_id.in_(run_ids), S.c.first_seen_run_id.not_in(run_ids),
-        *study_clauses(flt)).order_by(S.c.registry_id)
+        *study_clauses(flt)).order_by(S.c.registry_id).limit(flt.limit)
     rows = [{name: iso(v) for name, v in zip(LIST_COLUMNS, row, strict=True)}
             for row in conn.execute(stmt)]
     events: dict[str, list[dict[str, Any]]] = {}
@@ -447,11 +611,13 @@ class PaperFilter:
     labels: StudyFilter | None = None  # label filters (groups, phases, sources, relevance)
 
 
-def _paper_clauses(conn: Connection, flt: PaperFilter) -> list[Any]:
+def _paper_clauses(conn: Connection, flt: PaperFilter, query: bool = True) -> list[Any]:
     clauses = _window_clauses(conn, P, P.c.index_date, flt.since, flt.last_run)
     if not flt.include_deleted:
         clauses.append(P.c.deleted.is_(False))
     labels = flt.labels or StudyFilter()
+    if labels.query is not None and query:
+        clauses.append(MatchClause(P.c.id, "publication", labels.query))
     clauses += _label_clauses(P, "publication", labels)
     if labels.phases:
         clauses.append(P.c.phase.in_(labels.phases))
@@ -463,12 +629,24 @@ _PAPER_DATES = ("index_date", "first_seen_at")  # the only columns ``iso`` chang
 
 
 def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
-    """Papers matching ``flt``, most recently indexed first, with the trial ids they name."""
+    """Papers matching ``flt``, most recently indexed first (or in the labels' sort; with a
+    query: best match first, each with its ``score``), at most the labels' ``limit``, with
+    the trial ids they name. Deleted citations are not in the full-text index."""
+    from tracker.search import matches
+
+    labels = flt.labels or StudyFilter()
+    match = matches(conn, "publication", labels.query) if labels.query is not None else None
+    score = match.c.score if match is not None else None
     cols = [P.c.id] + [P.c[c] for c in _PAPER_FIELDS]
-    rows = conn.execute(
-        select(*cols).where(*_paper_clauses(conn, flt)).order_by(
-            P.c.index_date.desc(), P.c.id.desc())
-    ).all()
+    stmt = select(*cols, *([score] if match is not None else [])).where(
+        *_paper_clauses(conn, flt, query=False))
+    if match is not None:
+        stmt = stmt.join_from(P, match, match.c.id == P.c.id)
+    stmt = stmt.order_by(*order_by(labels, "publication", score,
+                                   (P.c.index_date.desc(), P.c.id.desc()), P.c.id.desc()))
+    if labels.limit:
+        stmt = stmt.limit(labels.limit)
+    rows = conn.execute(stmt).all()
     trial_ids: dict[int, list[str]] = {}
     ids = [r[0] for r in rows]
     for i in range(0, len(ids), 500):
@@ -480,10 +658,12 @@ def query_papers(conn: Connection, flt: PaperFilter) -> list[dict[str, Any]]:
                 lst.append(rid)
     out = []
     for r in rows:
-        d = dict(zip(_PAPER_FIELDS, r[1:], strict=True))
+        d = dict(zip(_PAPER_FIELDS, r[1:], strict=False))
         for c in _PAPER_DATES:
             d[c] = iso(d[c])
         d["trial_ids"] = trial_ids.get(r[0], [])
+        if match is not None:
+            d["score"] = round(float(r[-1]), 6)
         out.append(d)
     return out
 
