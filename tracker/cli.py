@@ -114,9 +114,38 @@ StatusOpt = Annotated[
 ]
 
 
+QueryOpt = Annotated[
+    str | None,
+    typer.Option("--query", "-q", help='Full-text search of titles, summaries and '
+                 'descriptions, conditions, interventions (and other names), keywords, MeSH '
+                 'terms and abstracts: words (all must match), "a phrase", OR, NOT, prefix*, '
+                 '( ). Ranked by relevance unless --sort is given.', show_default=False),
+]
+CountryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--country", help="Trials with a location in this country (repeatable), "
+                 "e.g. Spain, 'Korea, Republic of', USA.", show_default=False),
+]
+LimitOpt = Annotated[
+    str | None,
+    typer.Option("--limit", "-n", metavar="N", help="At most N records (N >= 1), after "
+                 "sorting.", show_default=False),
+]
+SortOpt = Annotated[
+    str | None,
+    typer.Option("--sort", help="first_posted, last_update, phase, enrollment or relevance "
+                 "(default: relevance with --query, else newest first).", show_default=False),
+]
+DescOpt = Annotated[
+    bool, typer.Option("--desc", help="Reverse --sort: newest, latest phase, largest first "
+                       "(relevance: worst match first).")
+]
+
+
 @dataclass(frozen=True)
 class LabelOptions:
-    """The label filters every listing shares (``label_options``), as given on the line."""
+    """The filters and query controls every listing shares (``label_options``), as given on
+    the line."""
 
     condition: list[str] | None = None
     phase: list[str] | None = None
@@ -125,6 +154,11 @@ class LabelOptions:
     origin: list[str] | None = None
     product: list[str] | None = None
     include_irrelevant: bool = False
+    query: str | None = None
+    country: list[str] | None = None
+    limit: str | None = None
+    sort: str | None = None
+    desc: bool = False
 
     def filter(self, **window: Any) -> Any:
         """A validated ``StudyFilter`` for these options plus ``window`` (since, last_run, ...)."""
@@ -133,7 +167,9 @@ class LabelOptions:
         return make_filter(conditions=self.condition or (), phases=self.phase or (),
                            statuses=self.status or (), cell_sources=self.cell_source or (),
                            origins=self.origin or (), products=self.product or (),
-                           include_irrelevant=self.include_irrelevant, **window)
+                           include_irrelevant=self.include_irrelevant, query=self.query,
+                           countries=self.country or (), limit=self.limit, sort=self.sort,
+                           desc=self.desc, **window)
 
 
 _LABEL_OPTIONS: dict[str, Any] = {
@@ -141,19 +177,30 @@ _LABEL_OPTIONS: dict[str, Any] = {
     "cell_source": CellSourceOpt, "origin": OriginOpt, "product": ProductOpt,
     "include_irrelevant": IrrelevantOpt,
 }
+QUERY_CONTROLS: dict[str, Any] = {
+    "query": QueryOpt, "country": CountryOpt, "limit": LimitOpt, "sort": SortOpt,
+    "desc": DescOpt,
+}
+_FLAGS = ("include_irrelevant", "desc")
 
 
-def label_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command the shared label filters (as sqlite-utils shares ``output_options``):
-    the command declares one ``labels: LabelOptions`` parameter and receives them in it."""
+def label_options(func: Callable[..., Any] | None = None, *,
+                  controls: tuple[str, ...] = tuple(QUERY_CONTROLS)) -> Any:
+    """Give a command the shared label filters and the query ``controls`` (as sqlite-utils
+    shares ``output_options``): the command declares one ``labels: LabelOptions`` parameter
+    and receives them all in it. ``@label_options`` gives every control;
+    ``@label_options(controls=("query", "country"))`` only those."""
+    if func is None:
+        return functools.partial(label_options, controls=controls)
+    options = {**_LABEL_OPTIONS, **{name: QUERY_CONTROLS[name] for name in controls}}
     hints = typing.get_type_hints(func, include_extras=True)
     sig = inspect.signature(func)
     sig = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
                                   for p in sig.parameters.values()])
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
-                               default=False if name == "include_irrelevant" else None,
+                               default=False if name in _FLAGS else None,
                                annotation=annotation)
-             for name, annotation in _LABEL_OPTIONS.items()]
+             for name, annotation in options.items()]
     params = [p for p in sig.parameters.values() if p.name != "labels"]
     at = next((i for i, p in enumerate(params) if p.name in ("fmt", "db", "output")),
               len(params))
@@ -162,7 +209,7 @@ def label_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
-        kwargs["labels"] = LabelOptions(**{name: kwargs.pop(name) for name in _LABEL_OPTIONS})
+        kwargs["labels"] = LabelOptions(**{name: kwargs.pop(name) for name in options})
         return func(**kwargs)
 
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
@@ -199,12 +246,13 @@ def main(
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn anticipated errors into one line on stderr and exit code 1 (Ctrl-C: 130)."""
+    """Turn anticipated errors into one line on stderr and exit code 1 (a usage error, such
+    as a bad ``--query``: 2; Ctrl-C: 130)."""
     try:
         yield
     except TrackerError as exc:
         typer.echo(f"error: {one_line(str(exc))}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:
         global _INTERRUPT_SAID
         _INTERRUPT_SAID = True
@@ -585,7 +633,7 @@ def digest(
 
 
 @app.command()
-@label_options
+@label_options(controls=("query", "country"))
 def feed(
     labels: LabelOptions,
     since: Annotated[str | None, typer.Option(
@@ -620,44 +668,171 @@ def feed(
 
 
 @app.command()
+@label_options
 def papers(
+    labels: LabelOptions,
     since: Annotated[str | None, typer.Option(
         "--since", help="Only papers first indexed on or after this date (YYYY-MM-DD).",
         show_default=False)] = None,
     last_run: Annotated[bool, typer.Option(
         "--last-run", help="Only papers new to this database in its last update.")] = False,
     include_deleted: Annotated[bool, typer.Option(
-        "--include-deleted", help="Include citations PubMed has deleted.")] = False,
-    condition: ConditionOpt = None,
-    phase: PhaseOpt = None,
-    cell_source: CellSourceOpt = None,
-    origin: OriginOpt = None,
-    product: ProductOpt = None,
-    include_irrelevant: IrrelevantOpt = False,
+        "--include-deleted", help="Include citations PubMed has deleted (they are not in "
+        "the full-text index: --query does not find them).")] = False,
     fmt: FormatOpt = "table",
     db: DbOpt = None,
 ) -> None:
     """List papers (PubMed, Europe PMC) with their labels and the trial ids they name."""
     from tracker.render import FORMATS, render_papers
-    from tracker.reports import PAPER_COLUMNS, PaperFilter, make_filter, query_papers
+    from tracker.reports import PAPER_COLUMNS, PaperFilter, query_papers
+    from tracker.search import UsageError
 
     with errors():
         fmt = check_format(fmt, FORMATS)
         since_date = parse_date(since, "--since")
         if since_date and last_run:
             raise ConfigError("use either --since or --last-run, not both")
+        for name, value in (("--status", labels.status), ("--country", labels.country)):
+            if value:
+                raise UsageError(f"{name} is for trials; papers have no "
+                                 f"{'status' if name == '--status' else 'locations'}")
+        flt = labels.filter()
+        if flt.conditions:
+            raise ConfigError(f"--condition {flt.conditions[0]!r} is not a condition "
+                              "group; papers are filtered by group only")
+        if flt.sort == "enrollment":
+            raise UsageError("--sort enrollment is for trials; papers sort by first_posted "
+                             "(first indexed), last_update (revised), phase or relevance")
         engine = open_db(settings_for(db))
         with engine.connect() as conn:
-            labels = make_filter(conditions=condition or (), phases=phase or (),
-                                 cell_sources=cell_source or (), origins=origin or (),
-                                 products=product or (), include_irrelevant=include_irrelevant)
-            if labels.conditions:
-                raise ConfigError(f"--condition {labels.conditions[0]!r} is not a condition "
-                                  "group; papers are filtered by group only")
             rows = query_papers(conn, PaperFilter(since=since_date, last_run=last_run,
                                                   include_deleted=include_deleted,
-                                                  labels=labels))
+                                                  labels=flt))
         typer.echo(render_papers(rows, fmt, PAPER_COLUMNS), nl=False)
+
+
+@app.command("search")
+@label_options(controls=("country", "limit", "sort", "desc"))
+def search_command(
+    labels: LabelOptions,
+    text: Annotated[str, typer.Argument(
+        help='What to look for: words (all must match), "a phrase", OR, NOT, prefix*, ( ).',
+        show_default=False)],
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """Trials and papers together, best match first (the 20 best unless --limit).
+
+    The same full-text search as --query, over both: titles, summaries, descriptions,
+    conditions, interventions, keywords, MeSH terms, abstracts. --status and --country
+    apply to trials (papers are then left out).
+    """
+    from dataclasses import replace
+
+    from tracker.render import FORMATS
+    from tracker.search import render_search, search_all
+
+    with errors():
+        fmt = check_format(fmt, FORMATS)
+        flt = replace(labels, query=text).filter()
+        if flt.limit is None:
+            flt = replace(flt, limit=20)
+        engine = open_db(settings_for(db))
+        with engine.connect() as conn:
+            rows = search_all(conn, flt)
+        typer.echo(render_search(rows, fmt), nl=False)
+
+
+def _sqlite_file(settings: Settings, command: str) -> Path:
+    """The SQLite file ``command`` works on; ConfigError for another engine or no file."""
+    path = _sqlite_path(settings)
+    if path is None:
+        raise ConfigError(f"tracker {command} works on an SQLite file, and --db / TRACKER_DB "
+                          "is not one; `tracker export` writes any database's tables to "
+                          "files")
+    if not path.exists():
+        raise StorageError(f"no database at {settings.db}; run `tracker update` first "
+                           "(or pass --db / set TRACKER_DB)")
+    return path
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+                                      help="Port on 127.0.0.1 (0: any free port).")] = 8001,
+    open_browser: Annotated[bool, typer.Option(
+        "--open", help="Open the page in a web browser.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Browse the database in Datasette on http://127.0.0.1 (needs the optional web extra).
+
+    Readable views (studies, papers, changes, labels, links), facets by phase, status and
+    label, and full-text search. Install it with pip install 'msc-trial-tracker[web]'.
+    """
+    from tracker.datasette import INSTALL, installed
+    from tracker.datasette import serve as run_datasette
+
+    with errors():
+        if not installed():
+            raise ConfigError(INSTALL)
+        settings = settings_for(db)
+        path = _sqlite_file(settings, "serve")
+        open_db(settings)  # the schema current: views and the index exist
+        code = run_datasette(path, port=port, open_browser=open_browser)
+        if code:
+            raise typer.Exit(code)
+
+
+@app.command("datasette-metadata")
+def datasette_metadata(
+    output: OutputOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Write Datasette's metadata.json for this database: tables, columns, facets, search.
+
+    Use it with `datasette serve tracker.sqlite --metadata metadata.json` (tracker serve
+    does this for you).
+    """
+    from tracker.datasette import metadata
+    from tracker.render import to_json
+
+    with errors():
+        settings = settings_for(db)
+        path = _sqlite_path(settings)
+        name = path.stem if path is not None else "tracker"
+        _write_output(to_json(metadata(name)) + "\n", output)
+
+
+@app.command()
+def export(
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="Folder to write the files into (created if missing).",
+        show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, jsonl or parquet "
+                                     "(parquet needs the optional parquet extra).")] = "csv",
+    db: DbOpt = None,
+) -> None:
+    """Write studies, papers, changes, labels, links and countries to one file each.
+
+    For R, pandas, DuckDB or a spreadsheet: studies.csv, papers.csv, ... (or .jsonl,
+    .parquet), from the database's readable views; lists stay lists in JSON lines and
+    Parquet. Each file is written whole, then moved into place.
+    """
+    from tracker.export import check_format as check_export_format
+    from tracker.export import export as run_export
+
+    with errors():
+        fmt = check_export_format(fmt)
+        folder = Path(output).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--output {output} is a file; give a folder")
+        if not folder.parent.exists():
+            raise ConfigError(f"--output {output}: folder {folder.parent} does not exist")
+        engine = open_db(settings_for(db))
+        folder.mkdir(exist_ok=True)
+        with engine.connect() as conn:
+            for name, count in run_export(conn, fmt, folder):
+                typer.echo(f"{folder / name}: {count:,} rows")
 
 
 @app.command()
