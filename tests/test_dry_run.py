@@ -133,3 +133,61 @@ def test_progress_lines_every_30_seconds_without_a_terminal() -> None:
     ]
     assert eta(0, 10, 5) is None and eta(10, 10, 5) is None
     assert progress_line("pubmed", 7, None, 3) == "progress: pubmed 7 records so far"
+
+
+def test_update_dry_run_through_the_cli(tmp_path: Path) -> None:
+    """The real console script: counts printed as the server announces them, one request
+    per source in the server's log, no database file, exit 0."""
+    from dbsnapshot import base_env, tracker
+
+    db = tmp_path / "dry.sqlite"
+    with _server() as srv:
+        env = base_env(TRACKER_DB=str(db), TRACKER_CTGOV_URL=srv.ctgov_url,
+                       TRACKER_PUBMED_URL=srv.pubmed_url,
+                       TRACKER_EUROPEPMC_URL=srv.europepmc_url,
+                       TRACKER_CTGOV_PAGE_SIZE="4", TRACKER_CTGOV_RATE_PER_SECOND="2",
+                       TRACKER_CONTACT_EMAIL="tracker-tests@example.org")
+        res = tracker(["update", "--dry-run"], env)
+        counts = {src: len(srv.requests_for(src)) for src in ("ctgov", "pubmed", "europepmc")}
+        n_epmc = len(srv.europepmc_results)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert counts == {"ctgov": 1, "pubmed": 1, "europepmc": 1}
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("ctgov: 11 records (window everything .. ")
+    assert "3 requests at 2/s" in lines[0]
+    assert lines[1].startswith("pubmed: ") and lines[2].startswith(f"europepmc: {n_epmc} records")
+    assert lines[3].startswith("total: ") and "nothing stored" in lines[3]
+    assert not db.exists()
+
+
+def test_dry_run_after_a_first_load_plans_the_incremental_window(tmp_path: Path) -> None:
+    """After a real run the dry run asks for the window the next run would (watermark minus
+    the overlap), and still stores nothing: the watermark and the run log are unchanged."""
+    import sqlite3
+    from contextlib import closing
+
+    from dbsnapshot import base_env, tracker
+
+    db = tmp_path / "inc.sqlite"
+    with _server() as srv:
+        env = base_env(TRACKER_DB=str(db), TRACKER_CTGOV_URL=srv.ctgov_url,
+                       TRACKER_CTGOV_RATE_PER_SECOND="100", TRACKER_PUBMED_ENABLED="false",
+                       TRACKER_EUROPEPMC_ENABLED="false")
+        assert tracker(["update"], env).returncode == 0
+        with closing(sqlite3.connect(db)) as conn:
+            before = conn.execute("SELECT count(*) FROM fetch_run").fetchone()[0], \
+                conn.execute("SELECT watermark FROM source_state").fetchall()
+        srv.requests.clear()
+        res = tracker(["update", "--dry-run"], env)
+        sent = srv.requests_for("ctgov")
+        with closing(sqlite3.connect(db)) as conn:
+            after = conn.execute("SELECT count(*) FROM fetch_run").fetchone()[0], \
+                conn.execute("SELECT watermark FROM source_state").fetchall()
+    today = dt.datetime.now(dt.UTC).date()
+    since = (today - dt.timedelta(days=3)).isoformat()
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"ctgov: 0 records (window {since} .. {today.isoformat()})")
+    assert len(sent) == 1 and sent[0].get("filter.advanced", "").startswith(
+        f"AREA[LastUpdatePostDate]RANGE[{since}")
+    assert after == before

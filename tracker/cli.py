@@ -335,27 +335,30 @@ def check_format(fmt: str, allowed: tuple[str, ...]) -> str:
     return fmt
 
 
-@contextmanager
-def _progress_bars(enabled: bool) -> Iterator[Any]:
-    """A factory of per-source progress callbacks drawing rich bars on stderr (or None)."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+def _dry_run(settings: Settings, names: list[str] | None, full: bool,
+             since: dt.date | None) -> None:
+    """``update --dry-run``: each source's count and the run's estimate; nothing stored."""
+    from db.engine import make_engine
+    from tracker.dryrun import plan_update, total_line
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=Console(stderr=True), transient=False) as bar:
-
-        def factory(name: str) -> Any:
-            task = bar.add_task(name, total=None)
-
-            def advance(done: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total)
-
-            return advance
-
-        yield factory
+    engine = None
+    if _db_exists(settings) and _sqlite_path(settings) is not None:
+        engine = make_engine(settings.db_url)  # read the watermarks only; never migrated
+    elif _sqlite_path(settings) is None:
+        engine = open_db(settings, migrate=False)
+    try:
+        plans = plan_update(settings, engine, names=names, full=full, since=since)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    for plan in plans:
+        typer.echo(plan.line())
+    typer.echo(total_line(plans))
+    failed = [p for p in plans if p.error]
+    for plan in failed:
+        typer.echo(f"error: {plan.error}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 WaitOpt = Annotated[
@@ -376,18 +379,25 @@ def update(
         "--since", help="Ask for records updated on or after this date (YYYY-MM-DD) instead "
         "of the watermark.", show_default=False)] = None,
     wait: WaitOpt = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Show a progress bar (default: when stderr is a "
-        "terminal).")] = sys.stderr.isatty(),
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="Progress bars with the time left (default when "
+        "stderr is a terminal; otherwise one line per source every 30 s); --no-progress: "
+        "neither.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Ask each source only how many records the run would load, and "
+        "print the window, records, requests and an estimate of the time; stores nothing.")]
+    = False,
     db: DbOpt = None,
 ) -> None:
     """Fetch new and changed records from the public sources into the database.
 
     The first run loads everything; later runs ask only for records updated since the last
     successful run (minus a few days of overlap). Prints one summary line per source.
+    --dry-run says beforehand how much that is.
     """
     from db.migrate import ensure_schema
     from tracker.lock import update_lock
+    from tracker.progress import progress_display
     from tracker.update import run_update
 
     with errors():
@@ -396,9 +406,14 @@ def update(
         if full and since_date:
             raise ConfigError("use either --full or --since, not both")
         names = [s.strip() for s in source.split(",") if s.strip()] if source else None
+        if dry_run:
+            _dry_run(settings, names, full, since_date)
+            return
         # The lock first, then the schema: two first-ever updates must not both migrate.
         engine = open_db(settings, create=True, migrate=False)
-        with update_lock(engine, wait=settings.lock_wait), _progress_bars(progress) as bars:
+        terminal = sys.stderr.isatty() if progress is None else progress
+        with update_lock(engine, wait=settings.lock_wait), \
+                progress_display(terminal, log=progress is None) as bars:
             ensure_schema(engine)
             summaries = run_update(settings, engine, names=names, full=full, since=since_date,
                                    progress=bars)
