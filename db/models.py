@@ -30,8 +30,7 @@ def _fk(target: str) -> Column:  # type: ignore[type-arg]
 
 
 def _optional_fk(target: str, name: str) -> Column:  # type: ignore[type-arg]
-    return Column(Integer, ForeignKey(target, ondelete="CASCADE", name=name), nullable=True,
-                  index=True)
+    return Column(Integer, ForeignKey(target, ondelete="CASCADE", name=name), nullable=True)
 
 
 def _json_list() -> Any:
@@ -364,7 +363,11 @@ class RecordLabel(SQLModel, table=True):
 
     __tablename__ = "record_label"
     __table_args__ = (Index("ix_record_label_lookup", "family", "label", "kind"),
-                      Index("ix_record_label_record", "kind", "record_id"))
+                      Index("ix_record_label_record", "kind", "record_id"),
+                      # one record's labels of a family: the filters' EXISTS (revision 0006)
+                      Index("ix_record_label_study", "study_id", "family", "label"),
+                      Index("ix_record_label_publication", "publication_id", "family",
+                            "label"))
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # study | publication

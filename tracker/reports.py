@@ -294,12 +294,15 @@ def order_by(flt: StudyFilter, kind: str, score: Any, default: Sequence[Any],
 def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
     """EXISTS clauses on record_label for the label filters, and the relevance filter."""
     lab = RecordLabel.__table__
+    # The record's own foreign key (study_id / publication_id), so that SQLite reads this
+    # record's labels on (fk, family, label) rather than every record with the label.
+    record = lab.c.study_id if kind == "study" else lab.c.publication_id
     clauses: list[Any] = []
     for family, values in (("condition_group", flt.groups), ("cell_source", flt.cell_sources),
                            ("origin", flt.origins), ("product", flt.products)):
         if values:
-            clauses.append(exists().where(lab.c.kind == kind, lab.c.record_id == table.c.id,
-                                          lab.c.family == family, lab.c.label.in_(values)))
+            clauses.append(exists().where(record == table.c.id, lab.c.family == family,
+                                          lab.c.label.in_(values)))
     if not flt.include_irrelevant:
         # NULL or true as one test ("msc_relevant IS NOT 0"; PostgreSQL "IS NOT false"): the
         # OR of two tests on this indexed column made SQLite walk ix_*_msc_relevant, every

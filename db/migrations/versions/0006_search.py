@@ -8,7 +8,9 @@ Create Date: 2026-12-01 10:00:00.000000
   Filled from every stored study's raw record, parsed again (``study.countries`` is empty for
   rows stored before revision 0004); ``study.countries`` is filled too where it was empty.
 * ``record_label.study_id`` / ``publication_id``: the record a label belongs to as a foreign
-  key (``kind`` + ``record_id`` stay), filled from ``record_id``.
+  key (``kind`` + ``record_id`` stay), filled from ``record_id``, indexed with the family and
+  label: the label filters' EXISTS looks one record's labels up there (on the (family,
+  label, kind) index it read every record with the label for each full-text match).
 * The full-text index (``db.search``): FTS5 ``study_fts`` / ``publication_fts`` on SQLite,
   tsvector tables with GIN indexes on PostgreSQL, built from every stored record.
 * Views ``studies_view``, ``papers_view``, ``changes_view``, ``labels_view``, ``links_view``
@@ -49,10 +51,10 @@ def upgrade() -> None:
     with op.batch_alter_table('record_label', schema=None) as batch_op:
         batch_op.add_column(sa.Column('study_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('publication_id', sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_record_label_study_id'), ['study_id'],
+        batch_op.create_index('ix_record_label_study', ['study_id', 'family', 'label'],
                               unique=False)
-        batch_op.create_index(batch_op.f('ix_record_label_publication_id'), ['publication_id'],
-                              unique=False)
+        batch_op.create_index('ix_record_label_publication',
+                              ['publication_id', 'family', 'label'], unique=False)
         batch_op.create_foreign_key('fk_record_label_study_id', 'study', ['study_id'], ['id'],
                                     ondelete='CASCADE')
         batch_op.create_foreign_key('fk_record_label_publication_id', 'publication',
@@ -118,8 +120,8 @@ def downgrade() -> None:
     with op.batch_alter_table('record_label', schema=None) as batch_op:
         batch_op.drop_constraint('fk_record_label_publication_id', type_='foreignkey')
         batch_op.drop_constraint('fk_record_label_study_id', type_='foreignkey')
-        batch_op.drop_index(batch_op.f('ix_record_label_publication_id'))
-        batch_op.drop_index(batch_op.f('ix_record_label_study_id'))
+        batch_op.drop_index('ix_record_label_publication')
+        batch_op.drop_index('ix_record_label_study')
         batch_op.drop_column('publication_id')
         batch_op.drop_column('study_id')
     with op.batch_alter_table('study_country', schema=None) as batch_op:
