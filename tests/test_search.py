@@ -245,3 +245,29 @@ def test_queries_are_written_for_each_engine() -> None:
         "creme", "brulee", "msc", "derived", "2", "3"]
     assert index.index_text("plain ASCII text") == "plain ASCII text"
     assert index.tsvector_literal(("Knee knee", "hip"), "AD") == "'knee':1A,2A 'hip':103"
+
+
+def test_export_reads_the_views_on_either_engine(engine: Engine, tmp_path: Path) -> None:
+    """``tracker export``'s files from the views of SQLite and PostgreSQL alike: lists as
+    lists, booleans as booleans, times ISO UTC."""
+    import json
+
+    from tracker.export import export
+
+    load(engine)
+    with engine.connect() as conn:
+        written = dict(export(conn, "jsonl", tmp_path))
+    assert written["studies.jsonl"] == 16 and written["papers.jsonl"] == 9
+    studies = {s["registry_id"]: s for s in map(json.loads, (
+        tmp_path / "studies.jsonl").read_text().splitlines())}
+    oa = studies["NCT05160831"]
+    assert oa["condition_groups"] == ["osteoarthritis"] and oa["msc_relevant"] is True
+    assert oa["first_posted"] == "2021-12-16" and oa["first_seen_at"].endswith("Z")
+    assert "raw" not in oa and "rules_fingerprint" not in oa
+    papers = [json.loads(line) for line in (tmp_path / "papers.jsonl").read_text().splitlines()]
+    assert all(isinstance(p["trial_ids"], list) for p in papers)
+    labels = (tmp_path / "labels.jsonl").read_text().splitlines()
+    assert {json.loads(line)["kind"] for line in labels} == {"study"}  # no paper is MSC
+    links = [json.loads(line) for line in (tmp_path / "links.jsonl").read_text().splitlines()]
+    assert any(link["registry_id"] == "NCT02552212" and link["link_type"] == "result"
+               for link in links)

@@ -67,6 +67,13 @@ def test_studies_query_follows_the_update(nights: Any) -> None:
     assert set(ids(found)) == {"NCT05160831", "NCT05167721", "NCT05182034", "NCT05152160",
                                "NCT05193877"}
     assert [r["score"] for r in found] == sorted((r["score"] for r in found), reverse=True)
+    # --as-of: the versions of that date, among the records the current index matches.
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    then = _json(["studies", "--as-of", yesterday, "--query", "gonarthrosis"], env)
+    assert ids(then) == ["NCT05182034"] and "gonarthrosis" not in then[0]["title"].lower()
+    assert ids(_json(["studies", "--as-of", yesterday, "--query", "mesenchymal", "--sort",
+                      "first_posted", "--desc", "--limit", "2"], env)) == [
+        "NCT05193877", "NCT05182034"]
 
 
 def test_limit_sort_desc_and_country(nights: Any) -> None:
