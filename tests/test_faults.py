@@ -144,7 +144,10 @@ PERSISTENT = {  # fault kind -> what the one error line must say
     "500": r"HTTP 500 ",
     "timeout": r"timed out reading",
     "reset": r"network error .*(ReadError|RemoteProtocolError)",
-    "trickle": r"timed out reading .*after the 3 s deadline of one request",
+    # The deadline ends each try; on a loaded machine the server's 0.2 s gaps can stretch past
+    # the 0.6 s read timeout first, which ends the try as a plain read timeout: both are the
+    # bound holding (the row also checks the run's time against TRICKLE_BOUND).
+    "trickle": r"timed out reading .*(after the 3 s deadline of one request|\(ReadTimeout\))",
 }
 
 
