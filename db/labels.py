@@ -43,12 +43,11 @@ def replace_label_rows(
     """Write the ``record_label`` rows of ``(record_id, labels)`` pairs, replacing old ones."""
     if not labelled:
         return
+    fk = "study_id" if kind == "study" else "publication_id"
     if replace:
         ids = [rid for rid, _ in labelled]
         for i in range(0, len(ids), 500):
-            conn.execute(delete(LABEL).where(LABEL.c.kind == kind,
-                                             LABEL.c.record_id.in_(ids[i : i + 500])))
-    fk = "study_id" if kind == "study" else "publication_id"
+            conn.execute(delete(LABEL).where(LABEL.c[fk].in_(ids[i : i + 500])))
     other = "publication_id" if kind == "study" else "study_id"
     rows = [
         {"kind": kind, "record_id": rid, fk: rid, other: None, "family": family,

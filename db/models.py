@@ -363,8 +363,8 @@ class RecordLabel(SQLModel, table=True):
 
     __tablename__ = "record_label"
     __table_args__ = (Index("ix_record_label_lookup", "family", "label", "kind"),
-                      Index("ix_record_label_record", "kind", "record_id"),
-                      # one record's labels of a family: the filters' EXISTS (revision 0006)
+                      # One record's labels (of a family): the filters' EXISTS and the
+                      # relabelling's delete; these replaced (kind, record_id) in 0006.
                       Index("ix_record_label_study", "study_id", "family", "label"),
                       Index("ix_record_label_publication", "publication_id", "family",
                             "label"))

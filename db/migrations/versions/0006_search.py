@@ -10,7 +10,8 @@ Create Date: 2026-12-01 10:00:00.000000
 * ``record_label.study_id`` / ``publication_id``: the record a label belongs to as a foreign
   key (``kind`` + ``record_id`` stay), filled from ``record_id``, indexed with the family and
   label: the label filters' EXISTS looks one record's labels up there (on the (family,
-  label, kind) index it read every record with the label for each full-text match).
+  label, kind) index it read every record with the label for each full-text match); they
+  replace the (kind, record_id) index, which nothing reads any more.
 * The full-text index (``db.search``): FTS5 ``study_fts`` / ``publication_fts`` on SQLite,
   tsvector tables with GIN indexes on PostgreSQL, built from every stored record.
 * Views ``studies_view``, ``papers_view``, ``changes_view``, ``labels_view``, ``links_view``
@@ -51,6 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table('record_label', schema=None) as batch_op:
         batch_op.add_column(sa.Column('study_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('publication_id', sa.Integer(), nullable=True))
+        batch_op.drop_index('ix_record_label_record')
         batch_op.create_index('ix_record_label_study', ['study_id', 'family', 'label'],
                               unique=False)
         batch_op.create_index('ix_record_label_publication',
@@ -122,6 +124,7 @@ def downgrade() -> None:
         batch_op.drop_constraint('fk_record_label_study_id', type_='foreignkey')
         batch_op.drop_index('ix_record_label_publication')
         batch_op.drop_index('ix_record_label_study')
+        batch_op.create_index('ix_record_label_record', ['kind', 'record_id'], unique=False)
         batch_op.drop_column('publication_id')
         batch_op.drop_column('study_id')
     with op.batch_alter_table('study_country', schema=None) as batch_op:
