@@ -97,7 +97,9 @@ def test_second_update_is_refused_while_one_runs(
     db = tmp_path / "locked.sqlite"
     with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv, \
             ReplayServer(ctgov_studies=many_studies(studies_json)) as other:
-        env = env_for(srv, db, cfg, "5")
+        # 12 pages at 2 a second: the first still runs when the second, a process that may
+        # take seconds to start on a loaded machine, asks for the lock.
+        env = env_for(srv, db, cfg, "2")
         first = _start_update(env)
         try:
             assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
