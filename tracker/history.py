@@ -18,10 +18,11 @@ from sqlalchemy.engine import Connection
 from db.history import BY_NAME, FIELD_NAMES, from_text
 from db.models import FetchRun, Study, StudyChange, StudyVersion
 from db.upsert import decompress
-from tracker.errors import ConfigError, NotFoundError
+from tracker.errors import NotFoundError
 from tracker.reports import (
     LIST_COLUMNS,
     StudyFilter,
+    _slugs,
     iso,
     last_update,
     study_clauses,
@@ -48,16 +49,7 @@ class ChangeFilter:
 
 def check_fields(values: Sequence[str]) -> list[str]:
     """Validate ``--field`` values (comma-separated allowed); ConfigError names the valid ones."""
-    out = []
-    for v in values:
-        for part in v.split(","):
-            part = part.strip().lower().replace("-", "_").replace(" ", "_")
-            if not part:
-                continue
-            if part not in BY_NAME:
-                raise ConfigError(f"--field {part!r} is not one of: {', '.join(FIELD_NAMES)}")
-            out.append(part)
-    return out
+    return _slugs(values, FIELD_NAMES, "--field")
 
 
 def words(field_name: str, value: Any) -> str:
