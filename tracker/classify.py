@@ -19,7 +19,6 @@ Every label carries :class:`Evidence`: the field it came from and the term or Me
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import tomllib
@@ -31,7 +30,14 @@ from typing import Any
 
 from db.records import Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
-from tracker.errors import ConfigError
+from tracker.matching import (
+    Field,
+    Hit,
+    LabelSet,
+    RulesError,
+    norm_term,
+    str_list,
+)
 
 __all__ = [
     "Evidence",
@@ -51,10 +57,6 @@ RULES_FILE = "msc_rules.toml"
 FREE_TEXT_LIMIT = 2000
 
 FAMILIES = ("relevance", "condition_group", "cell_source", "origin", "product", "phase")
-
-
-class RulesError(ConfigError):
-    """The rules file is missing, unreadable or malformed."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,271 +83,6 @@ class Labels:
     evidence: list[Evidence] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------------------------
-# Text normalisation: lower case, apostrophes dropped, punctuation -> space, sentence ends -> "|"
-# (so that a negation never reaches across a sentence). One C-level translate + split/join.
-# --------------------------------------------------------------------------------------------
-_PUNCT = "!\"#$%&()+,-./:;<=>?@[\\]^_`{}~\u00a0\u2010\u2011\u2012\u2013\u2014\u2015\u2022" \
-         "\u00ae\u2122\u00a9\u00b7\u3001\uff08\uff09\uff0c\uff1a\uff1b\u201c\u201d\u00ab\u00bb"
-_TEXT_TABLE = {ord(c): " " for c in _PUNCT}
-_TEXT_TABLE.update({ord(c): None for c in "'\u2019\u2018\u00b4\u0301"})
-_TEXT_TABLE.update({ord(c): "|" for c in ".;!?\n|"})  # 1-char values keep translate's fast path
-_TEXT_TABLE[ord("*")] = " "
-_TERM_TABLE = dict(_TEXT_TABLE)
-_TERM_TABLE[ord("*")] = "*"
-_TERM_TABLE.update({ord(c): " " for c in ".;!?\n|"})
-
-
-# The same table for ASCII text as bytes: bytes.translate runs at memory speed where
-# str.translate with a dict costs ~7 ns a character (most abstracts are pure ASCII).
-_ASCII_TABLE = bytes(ord(_TEXT_TABLE.get(i, chr(i)) or " ") for i in range(128)) + bytes(
-    range(128, 256))
-_ASCII_DELETE = bytes(i for i in range(128) if i in _TEXT_TABLE and _TEXT_TABLE[i] is None)
-
-
-def _norm_words(text: str) -> list[str]:
-    """The normalised words of a text ("|" marks a sentence end)."""
-    low = text.lower()
-    if low.isascii():
-        low = low.encode().translate(_ASCII_TABLE, _ASCII_DELETE).decode()
-    else:
-        low = low.translate(_TEXT_TABLE)
-    return low.replace("|", " | ").split()
-
-
-def _norm_text(text: str) -> str:
-    return " " + " ".join(_norm_words(text)) + " "
-
-
-def _norm_term(term: str) -> str:
-    return " ".join(term.lower().translate(_TERM_TABLE).split())
-
-
-@functools.lru_cache(maxsize=65536)
-def _norm_mesh_id(mesh_id: str | None) -> str | None:
-    if not mesh_id:
-        return None
-    m = re.fullmatch(r"\s*([A-Za-z])0*(\d+)\s*", mesh_id)
-    if not m:
-        return mesh_id.strip().upper()
-    return f"{m.group(1).upper()}{int(m.group(2)):06d}"
-
-
-# --------------------------------------------------------------------------------------------
-# Term compilation: all terms of a family become ONE trie-shaped regular expression, so that a
-# scan costs about one character-class test per word whatever the number of terms.
-# --------------------------------------------------------------------------------------------
-_PLURAL = r"(?:e?s)?"
-
-
-def _trie_pattern(terms: Iterable[str]) -> str:
-    trie: dict[str, Any] = {}
-    for term in terms:
-        node = trie
-        for ch in term:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        alts = []
-        for key in sorted(k for k in node if k):
-            atom = r"\w*" if key == "*" else re.escape(key)
-            alts.append(atom + emit(node[key]))
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        if "" in node:
-            return "(?:" + body + ")?"
-        return body
-
-    return emit(trie)
-
-
-def _compile_terms(terms: list[str]) -> re.Pattern[str] | None:
-    if not terms:
-        return None
-    return re.compile(r"\b" + _trie_pattern(terms) + _PLURAL + r"\b")
-
-
-def _compile_exact(terms: list[str]) -> re.Pattern[str] | None:
-    if not terms:
-        return None
-    alts = "|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True))
-    return re.compile(r"(?<![\w])(?:" + alts + r")(?![\w])")
-
-
-@dataclass(slots=True)
-class _Hit:
-    label: str
-    matched: str
-    start: int
-    end: int
-
-
-class _LabelSet:
-    """Compiled matcher for one label family (e.g. all condition groups)."""
-
-    __slots__ = (
-        "always_scan",
-        "anchors",
-        "exact",
-        "exact_literals",
-        "exact_map",
-        "excl_mesh",
-        "exclude",
-        "first_words",
-        "full",
-        "labels",
-        "mesh",
-        "scan",
-        "trees",
-        "wild",
-    )
-
-    def __init__(self, family: str, specs: dict[str, dict[str, Any]], where: str) -> None:
-        self.labels = list(specs)
-        all_terms: list[str] = []
-        exact_terms: list[str] = []
-        self.exact_map: dict[str, list[str]] = {}
-        self.full: dict[str, re.Pattern[str]] = {}
-        self.exclude: dict[str, re.Pattern[str]] = {}
-        self.mesh: dict[str, list[str]] = {}
-        self.trees: list[tuple[str, str]] = []
-        self.excl_mesh: dict[str, frozenset[str]] = {}
-        for label, spec in specs.items():
-            ctx = f"{where}.{label}"
-            terms = [_norm_term(t) for t in _str_list(spec, "terms", ctx)]
-            terms = [t for t in terms if t]
-            patterns = _str_list(spec, "patterns", ctx)
-            pat_src = []
-            if terms:
-                pat_src.append(_trie_pattern(terms) + _PLURAL)
-            for p in patterns:
-                try:
-                    re.compile(p)
-                except re.error as exc:
-                    raise RulesError(f"{ctx}: bad pattern {p!r}: {exc}") from None
-                pat_src.append("(?:" + p + ")")
-            if pat_src:
-                self.full[label] = re.compile("(?:" + "|".join(pat_src) + ")")
-                all_terms.extend(terms)
-            for t in _str_list(spec, "exact_case", ctx):
-                exact_terms.append(t)
-                self.exact_map.setdefault(t, []).append(label)
-            excl = [_norm_term(t) for t in _str_list(spec, "exclude", ctx)]
-            if excl:
-                # An exclusion phrase may straddle a list separator ("Uterus; Scar").
-                body = _trie_pattern(excl).replace("\\ ", "(?: \\|)? ")
-                self.exclude[label] = re.compile(r"\b" + body + _PLURAL + r"\b")
-            for mid in _str_list(spec, "mesh_ids", ctx):
-                self.mesh.setdefault(_norm_mesh_id(mid) or mid, []).append(label)
-            for tree in _str_list(spec, "mesh_trees", ctx):
-                self.trees.append((tree, label))
-            ex_ids = _str_list(spec, "exclude_mesh_ids", ctx)
-            if ex_ids:
-                self.excl_mesh[label] = frozenset(_norm_mesh_id(x) or x for x in ex_ids)
-        # A term can only match where its first word stands as a word of the text (a one-word
-        # term possibly plural); a field none of whose words is such a first word is skipped
-        # without running the scanner. Custom patterns, and terms whose first word is a
-        # wildcard, cannot be ruled out this way.
-        self.first_words: set[str] = set()
-        wild_prefixes: list[str] = []
-        # Patterns are opaque, but a set whose every pattern-bearing spec lists
-        # ``pattern_anchors`` (literals each of its patterns needs) is scanned only where one
-        # of them occurs.
-        anchored = [spec for spec in specs.values() if spec.get("patterns")]
-        self.always_scan = any(not spec.get("pattern_anchors") for spec in anchored)
-        self.anchors = tuple(a.lower() for spec in anchored
-                             for a in spec.get("pattern_anchors") or ())
-        for term in all_terms:
-            first, _, rest = term.partition(" ")
-            if "*" in first:
-                prefix = first.split("*", 1)[0]
-                if prefix:
-                    wild_prefixes.append(prefix)
-                else:
-                    self.always_scan = True
-            else:
-                self.first_words.add(first)
-                if not rest:
-                    self.first_words.update((first + "s", first + "es"))
-        self.wild = (re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(wild_prefixes))))
-                                + ")") if wild_prefixes else None)
-        scan_parts = []
-        if all_terms:
-            scan_parts.append(_trie_pattern(all_terms) + _PLURAL)
-        for label, spec in specs.items():
-            for p in spec.get("patterns", []) or []:
-                scan_parts.append("(?:" + p + ")")
-        self.scan = re.compile(r"\b(?:" + "|".join(scan_parts) + r")\b") if scan_parts else None
-        self.exact = _compile_exact(exact_terms)
-        # The exact-case regex starts with a look-behind, which defeats the regex engine's
-        # literal search (20 us on an abstract); a substring test for the shortest literals
-        # every term contains rules most texts out first.
-        self.exact_literals = tuple(sorted(
-            t for t in set(exact_terms) if not any(u != t and u in t for u in exact_terms)))
-
-    def may_match(self, words: frozenset[str], norm: str) -> bool:
-        """False when no term of this set can occur in a text with these words."""
-        if self.always_scan or not self.first_words.isdisjoint(words):
-            return True
-        if any(a in norm for a in self.anchors):
-            return True
-        return self.wild is not None and self.wild.search(norm) is not None
-
-    def find(self, norm: str, raw: str | None = None,
-             words: frozenset[str] | None = None) -> list[_Hit]:
-        """All label hits in a normalised text (and exact-case hits in ``raw``)."""
-        hits: list[_Hit] = []
-        if (self.scan is not None and len(norm) > 2
-                and (words is None or self.may_match(words, norm))):
-            for m in self.scan.finditer(norm):
-                matched = m.group(0)
-                s, e = m.span()
-                for label, rx in self.full.items():
-                    if rx.fullmatch(matched) and not self._excluded(label, norm, s, e):
-                        hits.append(_Hit(label, matched, s, e))
-        if self.exact is not None and raw and any(t in raw for t in self.exact_literals):
-            for m in self.exact.finditer(raw):
-                for label in self.exact_map.get(m.group(0), ()):
-                    hits.append(_Hit(label, m.group(0), -1, -1))
-        return hits
-
-    def _excluded(self, label: str, norm: str, s: int, e: int) -> bool:
-        rx = self.exclude.get(label)
-        if rx is None:
-            return False
-        for m in rx.finditer(norm, max(0, s - 60), min(len(norm), e + 60)):
-            if m.start() <= s and e <= m.end():
-                return True
-        return False
-
-    def find_mesh(self, mesh: list[Mesh], kinds: tuple[str, ...]) -> list[tuple[str, Mesh]]:
-        if not self.mesh and not self.trees:
-            return []
-        own: set[str | None] | None = None  # the record's own (non-ancestor) ids, if needed
-        out = []
-        for m in mesh:
-            if m.kind not in kinds:
-                continue
-            mid = _norm_mesh_id(m.mesh_id)
-            labels = self.mesh.get(mid, []) if mid else []
-            for label in labels:
-                if m.ancestor:
-                    if own is None:
-                        own = {_norm_mesh_id(x.mesh_id) for x in mesh if not x.ancestor}
-                    if own & self.excl_mesh.get(label, frozenset()):
-                        continue
-                out.append((label, m))
-        return out
-
-
-def _str_list(spec: dict[str, Any], key: str, ctx: str) -> list[str]:
-    value = spec.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise RulesError(f"{ctx}.{key} must be a list of strings")
-    return value
-
 
 @dataclass(slots=True, frozen=True)
 class _NamedProduct:
@@ -363,16 +100,16 @@ class Rules:
     name: str
     version: str
     condition_groups: tuple[str, ...]
-    msc: _LabelSet
-    product_terms: _LabelSet
-    exclusions: _LabelSet
-    named: _LabelSet
+    msc: LabelSet
+    product_terms: LabelSet
+    exclusions: LabelSet
+    named: LabelSet
     named_info: dict[str, _NamedProduct]
-    groups: _LabelSet
-    group_context: _LabelSet  # a group's ``context_terms``: used only when no group matched
-    sources: _LabelSet
-    origins: _LabelSet
-    products: _LabelSet
+    groups: LabelSet
+    group_context: LabelSet  # a group's ``context_terms``: used only when no group matched
+    sources: LabelSet
+    origins: LabelSet
+    products: LabelSet
     negation: re.Pattern[str]
     summary_min_mentions: int
 
@@ -458,7 +195,7 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
         named_info[key] = info
 
     neg = doc.get("negation", {}) or {}
-    cues = [_norm_term(c) for c in _str_list(neg, "cues", "negation")]
+    cues = [norm_term(c) for c in str_list(neg, "cues", "negation")]
     window = int(neg.get("window_words", 4))
     if cues:
         cue_rx = "|".join(re.escape(c) for c in sorted(cues, key=len, reverse=True))
@@ -472,65 +209,31 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
         name=str(meta.get("name", "")),
         version=str(meta.get("version", "")),
         condition_groups=tuple(order),
-        msc=_LabelSet("relevance", {"msc": {
+        msc=LabelSet("relevance", {"msc": {
             "terms": rel.get("msc_terms", []), "exact_case": rel.get("exact_case", []),
             "patterns": rel.get("patterns", []), "mesh_ids": rel.get("mesh_ids", []),
             "pattern_anchors": rel.get("pattern_anchors", [])}},
             "relevance"),
-        product_terms=_LabelSet("relevance", {"msc_product": {
+        product_terms=LabelSet("relevance", {"msc_product": {
             "terms": rel.get("product_terms", [])}}, "relevance"),
-        exclusions=_LabelSet("relevance", {"exclusion": {
+        exclusions=LabelSet("relevance", {"exclusion": {
             "terms": rel.get("exclusions", []), "mesh_ids": rel.get("exclusion_mesh_ids", [])}},
             "relevance"),
-        named=_LabelSet("named_product", named_specs, "named_product"),
+        named=LabelSet("named_product", named_specs, "named_product"),
         named_info=named_info,
-        groups=_LabelSet("condition_group", {
+        groups=LabelSet("condition_group", {
             g: {k: v for k, v in groups[g].items() if k != "context_terms"}
             for g in order if g in groups}, "condition_groups"),
-        group_context=_LabelSet("condition_group", {
+        group_context=LabelSet("condition_group", {
             g: {"terms": groups[g]["context_terms"]}
             for g in order if g in groups and groups[g].get("context_terms")},
             "condition_groups"),
-        sources=_LabelSet("cell_source", sources, "cell_sources"),
-        origins=_LabelSet("origin", origins, "origins"),
-        products=_LabelSet("product", products, "products"),
+        sources=LabelSet("cell_source", sources, "cell_sources"),
+        origins=LabelSet("origin", origins, "origins"),
+        products=LabelSet("product", products, "products"),
         negation=negation,
         summary_min_mentions=int(rel.get("summary_min_mentions", 2)),
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Record -> fields
-# --------------------------------------------------------------------------------------------
-class _Field:
-    """One text field of a record, normalised lazily (free-text fields may never be needed)."""
-
-    __slots__ = ("_norm", "_words", "free", "name", "raw")
-
-    def __init__(self, name: str, raw: str, free: bool) -> None:
-        self.name = name
-        self.raw = raw
-        self._norm: str | None = None
-        self._words: frozenset[str] | None = None
-        self.free = free  # free text: negation applies
-
-    def _normalise(self) -> None:
-        words = _norm_words(self.raw)
-        self._norm = " " + " ".join(words) + " "
-        self._words = frozenset(words)
-
-    @property
-    def norm(self) -> str:
-        if self._norm is None:
-            self._normalise()
-        return self._norm  # type: ignore[return-value]
-
-    @property
-    def words(self) -> frozenset[str]:
-        """The field's normalised words, for the label sets' cheap first-word test."""
-        if self._words is None:
-            self._normalise()
-        return self._words  # type: ignore[return-value]
 
 
 # Product context: an MSC term that names the parent of exosomes/conditioned medium is not a
@@ -546,30 +249,30 @@ _BEFORE_PRODUCT = re.compile(
 
 @dataclass(slots=True)
 class _Ctx:
-    structured: list[_Field]   # conditions, keywords, interventions, mesh terms
-    titles: list[_Field]
-    free: list[_Field]
-    product_fields: list[_Field]   # fields in which a product is named (interventions, titles)
-    group_fields: list[_Field]     # fields naming the disease (conditions, keywords, mesh)
+    structured: list[Field]   # conditions, keywords, interventions, mesh terms
+    titles: list[Field]
+    free: list[Field]
+    product_fields: list[Field]   # fields in which a product is named (interventions, titles)
+    group_fields: list[Field]     # fields naming the disease (conditions, keywords, mesh)
     mesh: list[Mesh]
     cond_mesh_kinds: tuple[str, ...]
     evidence: list[Evidence]
 
 
-def _fields(pairs: Iterable[tuple[str, str | None]], free: bool = False) -> list[_Field]:
+def _fields(pairs: Iterable[tuple[str, str | None]], free: bool = False) -> list[Field]:
     """One field per name; several values (e.g. all conditions) are joined with " | ", which
     no term can match across, so a record costs a handful of scans whatever its length."""
     grouped: dict[str, list[str]] = {}
     for name, value in pairs:
         if value and value.strip():
             grouped.setdefault(name, []).append(value)
-    return [_Field(n, " | ".join(v), free) for n, v in grouped.items()]
+    return [Field(n, " | ".join(v), free) for n, v in grouped.items()]
 
 
-def _field(name: str, values: Iterable[str | None], free: bool = False) -> list[_Field]:
+def _field(name: str, values: Iterable[str | None], free: bool = False) -> list[Field]:
     """``_fields`` for values that all belong to one field: that field, or none."""
     kept = [v for v in values if v and v.strip()]
-    return [_Field(name, " | ".join(kept), free)] if kept else []
+    return [Field(name, " | ".join(kept), free)] if kept else []
 
 
 def _study_ctx(r: StudyRecord) -> _Ctx:
@@ -633,7 +336,7 @@ def _strip_eligibility(text: str | None) -> str | None:
     return text[: m.start()] if m else text
 
 
-def _negated(rules: Rules, f: _Field, hit: _Hit) -> bool:
+def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
     if (not f.free and f.name not in ("title", "official_title")) or hit.start < 0:
         return False
     window = f.norm[max(0, hit.start - 80): hit.start]
@@ -643,14 +346,14 @@ def _negated(rules: Rules, f: _Field, hit: _Hit) -> bool:
     return rules.negation.search(window) is not None
 
 
-def _scan(rules: Rules, ls: _LabelSet, fields: list[_Field]) -> Iterator[tuple[_Hit, _Field]]:
+def _scan(rules: Rules, ls: LabelSet, fields: list[Field]) -> Iterator[tuple[Hit, Field]]:
     for f in fields:
         for hit in ls.find(f.norm, f.raw, f.words):
             if not _negated(rules, f, hit):
                 yield hit, f
 
 
-def _first_hits(rules: Rules, ls: _LabelSet, fields: list[_Field]) -> dict[str, tuple[str, str]]:
+def _first_hits(rules: Rules, ls: LabelSet, fields: list[Field]) -> dict[str, tuple[str, str]]:
     """label -> (field, matched) for the first hit of each label."""
     found: dict[str, tuple[str, str]] = {}
     for hit, f in _scan(rules, ls, fields):
@@ -778,7 +481,7 @@ def _condition_groups(ctx: _Ctx, rules: Rules) -> list[str]:
     return _ordered(found, rules.condition_groups)
 
 
-def _facet(ctx: _Ctx, rules: Rules, ls: _LabelSet, family: str, order: tuple[str, ...],
+def _facet(ctx: _Ctx, rules: Rules, ls: LabelSet, family: str, order: tuple[str, ...],
            named_hits: list[tuple[str, str, str]], attr: str, single_from_free: bool
            ) -> list[str]:
     ev = ctx.evidence
