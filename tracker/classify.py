@@ -38,6 +38,7 @@ from tracker.matching import (
     norm_term,
     str_list,
 )
+from tracker.role import RELEVANT_ROLES, RoleRules, build_role_rules, paper_role, study_role
 
 __all__ = [
     "Evidence",
@@ -81,6 +82,8 @@ class Labels:
     products: list[str]
     phase: str
     evidence: list[Evidence] = field(default_factory=list)
+    role: str = "none"  # tracker.role.ROLES; msc_relevant is role therapy or laboratory
+    minimally_manipulated: bool = False
 
 
 
@@ -112,6 +115,7 @@ class Rules:
     products: LabelSet
     negation: re.Pattern[str]
     summary_min_mentions: int
+    role: RoleRules
 
 
 def load_rules(path: Path | str | None = None) -> Rules:
@@ -233,6 +237,7 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
         products=LabelSet("product", products, "products"),
         negation=negation,
         summary_min_mentions=int(rel.get("summary_min_mentions", 2)),
+        role=build_role_rules(doc),
     )
 
 
@@ -257,6 +262,9 @@ class _Ctx:
     mesh: list[Mesh]
     cond_mesh_kinds: tuple[str, ...]
     evidence: list[Evidence]
+    # May summaries add a condition group? Not for registrations: their conditions, condition
+    # MeSH and titles say what is treated; a description's diseases are often background.
+    free_groups: bool = True
 
 
 def _fields(pairs: Iterable[tuple[str, str | None]], free: bool = False) -> list[Field]:
@@ -306,6 +314,7 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
         mesh=r.mesh,
         cond_mesh_kinds=("condition",),
         evidence=[],
+        free_groups=False,
     )
 
 
@@ -367,7 +376,18 @@ def _first_hits(rules: Rules, ls: LabelSet, fields: list[Field]) -> dict[str, tu
 def classify_study(record: StudyRecord, rules: Rules) -> Labels:
     """Label one registration (phase is the record's canonical phase)."""
     ctx = _study_ctx(record)
-    labels = _classify(ctx, rules)
+    verdict = study_role(record, rules)
+    ctx.evidence.extend(verdict.evidence)
+    if verdict.role in RELEVANT_ROLES:
+        # The facets read what is given first: interventions, arms, then titles.
+        ctx.product_fields = verdict.given + [f for f in ctx.product_fields
+                                              if f.name not in _GIVEN_FIELDS]
+        labels = _facets(ctx, rules, verdict.reason, verdict.named)
+    else:
+        labels = Labels(False, f"not MSC ({verdict.role}): {verdict.reason}", [], [], [], [],
+                        "UNKNOWN", ctx.evidence)
+    labels.role = verdict.role
+    labels.minimally_manipulated = verdict.minimally_manipulated
     labels.phase = record.phase if record.phase in taxonomy.PHASES else "UNKNOWN"
     labels.evidence.append(Evidence("phase", labels.phase, "phase",
                                     record.phase_raw if record.phase_raw is not None
@@ -379,6 +399,13 @@ def classify_publication(record: PublicationRecord, rules: Rules) -> Labels:
     """Label one paper (phase from its PubMed publication types)."""
     ctx = _pub_ctx(record)
     labels = _classify(ctx, rules)
+    verdict = paper_role(record, rules, labels.msc_relevant, ctx.titles + ctx.structured
+                         + ctx.free)
+    labels.role = verdict.role
+    labels.evidence.extend(verdict.evidence)
+    if labels.msc_relevant and verdict.role not in RELEVANT_ROLES:
+        labels = Labels(False, f"not MSC ({verdict.role}): {verdict.reason}", [], [], [], [],
+                        "UNKNOWN", ctx.evidence, verdict.role)
     labels.phase = taxonomy.publication_phase(record.publication_types)
     phase_types = [t for t in record.publication_types if "phase" in t.lower()]
     labels.evidence.append(Evidence("phase", labels.phase, "publication_type",
@@ -386,11 +413,20 @@ def classify_publication(record: PublicationRecord, rules: Rules) -> Labels:
     return labels
 
 
+_GIVEN_FIELDS = frozenset({"intervention", "intervention_other_name",
+                           "intervention_description"})
+
+
 def _classify(ctx: _Ctx, rules: Rules) -> Labels:
-    ev = ctx.evidence
     relevant, reason, named_hits = _relevance(ctx, rules)
     if not relevant:
-        return Labels(False, reason, [], [], [], [], "UNKNOWN", ev)
+        return Labels(False, reason, [], [], [], [], "UNKNOWN", ctx.evidence)
+    return _facets(ctx, rules, reason, named_hits)
+
+
+def _facets(ctx: _Ctx, rules: Rules, reason: str,
+            named_hits: list[tuple[str, str, str]]) -> Labels:
+    ev = ctx.evidence
     groups = _condition_groups(ctx, rules)
     sources = _facet(ctx, rules, rules.sources, "cell_source", taxonomy.CELL_SOURCES,
                      named_hits, "cell_source", single_from_free=True)
@@ -472,7 +508,7 @@ def _condition_groups(ctx: _Ctx, rules: Rules) -> list[str]:
         # Setting terms (e.g. an HSCT context for gvhd) decide only when no indication did:
         # MSCs for pneumonia after a transplant are a respiratory trial, not a GVHD one.
         found = _first_hits(rules, rules.group_context, ctx.group_fields + ctx.titles)
-    if not found:
+    if not found and ctx.free_groups:
         found = _first_hits(rules, rules.groups, ctx.free)
     if not found:
         found = {"other": ("(none)", "no condition group matched")}
@@ -511,7 +547,9 @@ def _products(ctx: _Ctx, rules: Rules, named_hits: list[tuple[str, str, str]]) -
         if value:
             found.setdefault(value, (fname, matched))
     if "cells" not in found:
-        cell = _cell_mention(ctx, rules)
+        # Beside vesicles or conditioned medium, the cells themselves must be named where
+        # the record says what is given (not in keywords or summaries, which name the parent).
+        cell = _cell_mention(ctx, rules, strict=bool(found))
         if cell:
             found["cells"] = cell
     if not found:
@@ -522,10 +560,16 @@ def _products(ctx: _Ctx, rules: Rules, named_hits: list[tuple[str, str, str]]) -
     return _ordered(found, taxonomy.PRODUCTS)
 
 
-def _cell_mention(ctx: _Ctx, rules: Rules) -> tuple[str, str] | None:
+_STRICT_CELL_FIELDS = frozenset({"intervention", "intervention_other_name", "arm",
+                                 "arm_description"})
+
+
+def _cell_mention(ctx: _Ctx, rules: Rules, strict: bool = False) -> tuple[str, str] | None:
     """An MSC term used for the administered product itself (not as parent of EVs/medium)."""
     for f in ctx.product_fields:
         if f.name == "acronym":  # an acronym abbreviates the title; it states no product
+            continue
+        if strict and f.name not in _STRICT_CELL_FIELDS:
             continue
         norm = f.norm
         for hit in rules.msc.find(norm, f.raw):

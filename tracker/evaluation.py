@@ -36,11 +36,20 @@ from db.records import Intervention, Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
 from tracker.classify import Labels, Rules, classify_publication, classify_study, load_rules
 from tracker.errors import ConfigError, TrackerError
+from tracker.role import RELEVANT_ROLES, ROLES
 
 __all__ = ["BARS", "DEFAULT_EVAL_PATH", "EvalReport", "FamilyScore", "evaluate",
            "render_report", "row_to_record"]
 
-DEFAULT_EVAL_PATH = Path(__file__).resolve().parents[1] / "tests" / "eval" / "msc_eval.jsonl"
+# The shipped sets (package data, so ``tracker evaluate`` works after ``pip install .``):
+# records of the classic CSV export (titles, conditions, interventions) and whole
+# ClinicalTrials.gov records with their MSC role (tests/eval/full/).
+EVALSETS = Path(__file__).resolve().parent / "evalsets"
+DEFAULT_EVAL_PATH = EVALSETS / "msc_eval.jsonl"
+FULL_EVAL_PATH = EVALSETS / "msc_full_eval.jsonl"
+DEFAULT_SETS = (DEFAULT_EVAL_PATH, FULL_EVAL_PATH)
+# The held-out lines' records, for an installed tracker without tests/fixtures.
+HELDOUT_RECORDS_JSONL = EVALSETS / "heldout_records.jsonl"
 # The records behind held-out label lines (tests/eval/heldout/select_ids.py drew them from it).
 HELDOUT_RECORDS_CSV = (Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "ctgov_msc"
                        / "ctgov_classic_export_mesenchymal_1265.csv")
@@ -54,7 +63,11 @@ BARS: dict[str, float] = {
     "cell_source_micro_f1": 0.90,
     "origin_micro_f1": 0.90,
     "phase_accuracy": 1.0,
+    # Scored on sets whose lines label the MSC role (the full-record set):
+    "role_accuracy": 0.90,
+    "nonrelevant_rejected": 0.80,  # share of the records not relevant by hand that are rejected
 }
+_ROLE_FIGURES = ("role_accuracy", "nonrelevant_rejected")
 
 SET_FAMILIES = ("condition_groups", "cell_sources", "origins", "products")
 
@@ -99,6 +112,24 @@ class EvalReport:
     per_label: dict[str, dict[str, FamilyScore]]
     phase_confusion: Counter[tuple[str, str]]
     misses: list[Miss] = field(default_factory=list)
+    role_confusion: Counter[tuple[str, str]] = field(default_factory=Counter)
+    minimal: FamilyScore = field(default_factory=FamilyScore)  # minimally_manipulated flag
+
+    @property
+    def role_scored(self) -> bool:
+        return bool(self.role_confusion)
+
+    @property
+    def role_accuracy(self) -> float:
+        total = sum(self.role_confusion.values())
+        ok = sum(n for (e, p), n in self.role_confusion.items() if e == p)
+        return ok / total if total else 1.0
+
+    @property
+    def nonrelevant_rejected(self) -> float:
+        """True negatives over the records that are not relevant by hand label."""
+        negatives = self.n_records - self.n_relevant
+        return (negatives - self.relevance.fp) / negatives if negatives else 1.0
 
     @property
     def phase_accuracy(self) -> float:
@@ -115,6 +146,8 @@ class EvalReport:
             "cell_source_micro_f1": self.families["cell_sources"].f1,
             "origin_micro_f1": self.families["origins"].f1,
             "phase_accuracy": self.phase_accuracy,
+            "role_accuracy": self.role_accuracy,
+            "nonrelevant_rejected": self.nonrelevant_rejected,
         }
 
     @property
@@ -126,7 +159,8 @@ class EvalReport:
         """figure -> (value, bar) for every scored figure below its bar."""
         figs = self.figures()
         return {k: (figs[k], bar) for k, bar in BARS.items() if figs[k] < bar
-                and (k != "phase_accuracy" or self.phase_scored)}
+                and (k != "phase_accuracy" or self.phase_scored)
+                and (k not in _ROLE_FIGURES or self.role_scored)}
 
 
 def _phase(row: dict[str, Any]) -> str:
@@ -150,6 +184,16 @@ def row_to_record(row: dict[str, Any]) -> StudyRecord | PublicationRecord:
     mesh = [Mesh(kind=m["kind"], mesh_id=m.get("mesh_id"), term=m.get("term") or "",
                  ancestor=bool(m.get("ancestor")), major=bool(m.get("major")))
             for m in row.get("mesh", [])]
+    if row.get("raw_record") is not None:
+        from sources import parse_raw
+
+        raw = row["raw_record"]
+        data = (raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)).encode()
+        try:
+            return parse_raw(row.get("registry") or "ctgov", data)
+        except TrackerError as exc:
+            raise ConfigError(f"evaluation record {row['id']}: its raw_record does not parse "
+                              f"({exc})") from None
     if row["kind"] == "study":
         raw_phase = row.get("phase_raw")
         return StudyRecord(
@@ -202,6 +246,7 @@ _Group = Literal[taxonomy.CONDITION_GROUPS]  # type: ignore[valid-type]
 _Source = Literal[taxonomy.CELL_SOURCES]  # type: ignore[valid-type]
 _Origin = Literal[taxonomy.ORIGINS]  # type: ignore[valid-type]
 _Product = Literal[taxonomy.PRODUCTS]  # type: ignore[valid-type]
+_Role = Literal[ROLES]  # type: ignore[valid-type]
 
 
 class _Shape(BaseModel):
@@ -235,6 +280,9 @@ class _LabelShape(_Closed):
     products: list[_Product]
     phase: _Phase
     note: str = ""
+    role: _Role | None = None
+    minimally_manipulated: bool | None = None
+    second_pass: dict[str, Any] | None = None  # the other labeller's label, where it differed
 
 
 class _RecordShape(_Shape):
@@ -261,6 +309,9 @@ class _StudyShape(_RecordShape):
     detailed_description: str | None = None
     eligibility: str | None = None
     url: str | None = None
+    # The registry's whole record (a JSON object, or the XML text), read by its source's
+    # parser (sources.RAW_PARSERS) as a stored record is; the fields above are then unused.
+    raw_record: dict[str, Any] | str | None = None
 
 
 class _PublicationShape(_RecordShape):
@@ -332,6 +383,12 @@ def _check_row(row: Any, where: str) -> str:
         shape.model_validate(row)
     except ValidationError as exc:
         raise _shape_error(where, exc) from None
+    labels = row.get("labels") or {}
+    if labels.get("role") is not None and (labels["role"] in RELEVANT_ROLES) != \
+            labels["msc_relevant"]:
+        raise ConfigError(f"{where}: labels.role {labels['role']!r} and labels.msc_relevant "
+                          f"{labels['msc_relevant']} disagree (relevant means role therapy or "
+                          "laboratory)")
     return fmt
 
 
@@ -462,6 +519,8 @@ def evaluate(path: Path | None = None, rules: Rules | None = None) -> EvalReport
     fams = {f: FamilyScore() for f in SET_FAMILIES}
     per_label: dict[str, dict[str, FamilyScore]] = {f: {} for f in SET_FAMILIES}
     confusion: Counter[tuple[str, str]] = Counter()
+    role_confusion: Counter[tuple[str, str]] = Counter()
+    minimal = FamilyScore()
     misses: list[Miss] = []
     n_rel = 0
     for row in rows:
@@ -477,6 +536,17 @@ def evaluate(path: Path | None = None, rules: Rules | None = None) -> EvalReport
             rel.fn += 1
         if g_rel != p_rel:
             misses.append(Miss(rid, "relevance", g_rel, p_rel, pred.reason))
+        if gold.get("role") is not None:
+            role_confusion[(gold["role"], pred.role)] += 1
+            if gold["role"] != pred.role:
+                misses.append(Miss(rid, "role", gold["role"], pred.role, pred.reason))
+            if g_rel and gold.get("minimally_manipulated") is not None:
+                g_min, p_min = bool(gold["minimally_manipulated"]), pred.minimally_manipulated
+                minimal.tp += g_min and p_min
+                minimal.fp += p_min and not g_min
+                minimal.fn += g_min and not p_min
+                if g_min != p_min:
+                    misses.append(Miss(rid, "minimally_manip", g_min, p_min, ""))
         if gold.get("phase") is not None:  # held-out label lines may leave phase out
             confusion[(gold["phase"], pred.phase)] += 1
             if gold["phase"] != pred.phase:
@@ -509,6 +579,8 @@ def evaluate(path: Path | None = None, rules: Rules | None = None) -> EvalReport
         per_label=per_label,
         phase_confusion=confusion,
         misses=misses,
+        role_confusion=role_confusion,
+        minimal=minimal,
     )
 
 
@@ -551,11 +623,24 @@ def render_report(report: EvalReport) -> str:
             w(f"{e:<{width}}" + "".join(f"{report.phase_confusion.get((e, p), 0):>11}"
                                           for p in phases))
     w("")
+    if report.role_scored:
+        roles = [r for r in ROLES if any(r in key for key in report.role_confusion)]
+        w(f"MSC role confusion (rows = expected, columns = predicted); accuracy "
+          f"{report.role_accuracy:.3f}")
+        w(" " * 15 + "".join(f"{r[:12]:>13}" for r in roles))
+        for e in roles:
+            w(f"{e:<15}" + "".join(f"{report.role_confusion.get((e, p), 0):>13}"
+                                   for p in roles))
+        line("minimally manipulated", report.minimal)
+        w("")
     w("Bars:")
     figs = report.figures()
     for k, bar in BARS.items():
         if k == "phase_accuracy" and not report.phase_scored:
             w(f"  {k:<28}{'n/a':>8}  >= {bar:.2f}  not scored (no phase labels)")
+            continue
+        if k in _ROLE_FIGURES and not report.role_scored:
+            w(f"  {k:<28}{'n/a':>8}  >= {bar:.2f}  not scored (no role labels)")
             continue
         status = "ok" if figs[k] >= bar else "BELOW BAR"
         w(f"  {k:<28}{figs[k]:>8.3f}  >= {bar:.2f}  {status}")

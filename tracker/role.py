@@ -1,0 +1,369 @@
+"""How MSCs figure in a record (the MSC role), read the way a systematic reviewer reads.
+
+The question is *what is administered*. A registration is read from where its text sits:
+
+1. **What is given**: intervention names, other names and types, and the labels and
+   descriptions of the arms that receive something (not placebo, sham or no-intervention
+   arms). An MSC term or a product of the dictionary here is an administration.
+2. **An intervention's description**, when the intervention's own name does not say what it
+   is ("Stem cells", "Biological: XYZ-101"): the description then says what the cells are.
+   The description of a named non-MSC product (platelet-rich plasma, mononuclear cells) is
+   never read as an administration of MSCs.
+3. **Titles**, when they name what is given ("Umbilical cord MSCs for knee osteoarthritis")
+   and the interventions do not contradict them.
+4. **Summaries, detailed descriptions and keywords** only as support: they may say what a
+   vaguely named cell product is, never make a record an MSC trial alone.
+5. Outcomes, eligibility and references never decide; they can only make a record a
+   ``mention``.
+
+Around every MSC term the sentence is read for the vocabulary of the other roles
+(``[role]`` in the rules file): mobilisation, circulating levels and marrow stimulation
+(``endogenous``), feeder layers and co-culture (``manufacturing``), isolation, culture and
+characterisation (``laboratory``), marker staining (``mention``). A negation before the term
+cancels it. An observational study gives nothing: MSCs named as its exposure or object make it
+``laboratory`` (the cells of MSC-treated patients or donors are what it studies).
+
+Papers are read from the title, MeSH headings, keywords and abstract: administration words near
+the MSC term (injected, transplanted, treated with) make ``therapy``; isolation and culture with
+no administration make ``laboratory``; reviews of MSC therapy count as ``therapy``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from db.records import PublicationRecord, StudyRecord
+from tracker.matching import Field, Hit, RulesError, compile_terms, norm_term, str_list
+
+if TYPE_CHECKING:
+    from tracker.classify import Evidence, Rules
+
+ROLES = ("therapy", "laboratory", "manufacturing", "endogenous", "mention", "none")
+RELEVANT_ROLES = frozenset({"therapy", "laboratory"})
+
+# Arms that receive nothing of the study's own (their descriptions name what others receive).
+_PASSIVE_ARMS = frozenset({"PLACEBO_COMPARATOR", "SHAM_COMPARATOR", "NO_INTERVENTION"})
+CUE_KINDS = ("endogenous", "manufacturing", "laboratory", "marker", "administration")
+
+
+@dataclass(slots=True)
+class RoleRules:
+    """The ``[role]`` section, compiled."""
+
+    window: int
+    cues: dict[str, re.Pattern[str] | None]
+    vague: re.Pattern[str] | None       # intervention names that do not say what is given
+    non_msc: re.Pattern[str] | None     # named products that are not MSCs
+    minimal: re.Pattern[str] | None     # minimally manipulated preparations
+
+
+def build_role_rules(doc: dict[str, Any]) -> RoleRules:
+    spec = doc.get("role", {}) or {}
+    if not isinstance(spec, dict):
+        raise RulesError("[role] must be a table")
+
+    def terms(key: str) -> re.Pattern[str] | None:
+        values = [norm_term(t) for t in str_list(spec, key, "role")]
+        return compile_terms([t for t in values if t])
+
+    cues = {kind: terms(kind) for kind in CUE_KINDS}
+    try:
+        window = int(spec.get("window_words", 8))
+    except (TypeError, ValueError):
+        raise RulesError("role.window_words must be a whole number") from None
+    codes = spec.get("code_pattern", r"^ ?[a-z]{1,8} ?\d+[a-z0-9 ]{0,12}$")
+    try:
+        re.compile(codes)
+    except re.error as exc:
+        raise RulesError(f"role.code_pattern: {exc}") from None
+    vague = terms("vague_intervention")
+    vague_rx = re.compile("|".join(p for p in ((vague.pattern if vague else None), codes) if p))
+    return RoleRules(window=window, cues=cues, vague=vague_rx, non_msc=terms("non_msc_products"),
+                     minimal=terms("minimally_manipulated"))
+
+
+@dataclass(slots=True)
+class Role:
+    """The verdict: role, a one-line reason, evidence and what the facets may read."""
+
+    role: str
+    reason: str
+    minimally_manipulated: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+    named: list[tuple[str, str, str]] = field(default_factory=list)  # (product key, field, term)
+    # The fields that say what is given: the facets (source, origin, product) read them first.
+    given: list[Field] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Mention:
+    field: Field
+    hit: Hit
+    kind: str       # msc | named | product
+    cues: frozenset[str]
+
+    @property
+    def matched(self) -> str:
+        return self.hit.matched.strip()
+
+
+def _cues(rr: RoleRules, f: Field, hit: Hit) -> frozenset[str]:
+    """The cue kinds in the sentence around a hit (``window`` words either side)."""
+    if hit.start < 0:
+        return frozenset()
+    norm = f.norm
+    lo = norm.rfind("|", 0, hit.start) + 1
+    hi = norm.find("|", hit.end)
+    hi = len(norm) if hi < 0 else hi
+    before = norm[lo:hit.start].split()[-rr.window:]
+    after = norm[hit.end:hi].split()[:rr.window]
+    text = " " + " ".join(before + [hit.matched.strip()] + after) + " "
+    return frozenset(k for k, rx in rr.cues.items() if rx is not None and rx.search(text))
+
+
+def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
+    if hit.start < 0:
+        return False
+    window = f.norm[max(0, hit.start - 80): hit.start]
+    bar = window.rfind("|")
+    if bar >= 0:
+        window = window[bar + 1:]
+    return rules.negation.search(window) is not None
+
+
+def _mentions(rules: Rules, fields: Iterable[Field], negate: bool = True) -> list[_Mention]:
+    """Every MSC term, dictionary product and MSC-derived product named in ``fields``."""
+    rr = rules.role
+    out: list[_Mention] = []
+    for f in fields:
+        norm, raw, words = f.norm, f.raw, f.words
+        for kind, ls in (("named", rules.named), ("msc", rules.msc),
+                         ("product", rules.product_terms)):
+            for hit in ls.find(norm, raw, words):
+                if negate and _negated(rules, f, hit):
+                    continue
+                out.append(_Mention(f, hit, kind, _cues(rr, f, hit)))
+    return out
+
+
+def _admin(m: _Mention) -> bool:
+    """A mention that reads as MSCs given, not measured, mobilised, cultured or stained."""
+    return not (m.cues & {"endogenous", "manufacturing", "marker"})
+
+
+def _is(rx: re.Pattern[str] | None, text: str) -> bool:
+    return rx is not None and rx.search(text) is not None
+
+
+def _field(name: str, text: str | None) -> Field | None:
+    return Field(name, text, True) if text and text.strip() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Registrations
+# --------------------------------------------------------------------------------------------
+def study_role(record: StudyRecord, rules: Rules) -> Role:
+    from tracker.classify import Evidence
+
+    rr = rules.role
+    # 1. what is given, intervention by intervention
+    names: list[Field] = []
+    descriptions: list[tuple[Field, bool]] = []  # (description, its intervention is vague)
+    specific_non_msc = vague_given = 0
+    for iv in record.interventions:
+        nf = _field("intervention", iv.name)
+        others = [f for f in (_field("intervention_other_name", o) for o in iv.other_names)
+                  if f is not None]
+        label = " ".join(f.norm for f in ([nf] if nf else []) + others)
+        df = _field("intervention_description", iv.description)
+        non_msc = _is(rr.non_msc, label) and not _is(rules.msc.scan, label)
+        # A name that does not say what it is ("Stem cells", "EXO 1", "LDLR mRNA exosomes"),
+        # or whose description opens by saying it is cells or vesicles.
+        vague = not non_msc and (_is(rr.vague, label) or (df is not None and _is(
+            rr.vague, df.norm[:160])) or (iv.type or "").upper() in (
+            "BIOLOGICAL", "GENETIC", "COMBINATION_PRODUCT"))
+        if nf is not None:
+            names.append(nf)
+        names.extend(others)
+        specific_non_msc += non_msc
+        vague_given += vague
+        if df is not None:
+            descriptions.append((df, vague))
+    arms = [f for a in record.arms if (a.type or "").upper() not in _PASSIVE_ARMS
+            for f in (_field("arm", a.label), _field("arm_description", a.description))
+            if f is not None]
+    titles = [f for f in (_field("title", record.title),
+                          _field("official_title", record.official_title)) if f is not None]
+    support = [f for f in (_field("brief_summary", _cut(record.brief_summary)),
+                           _field("detailed_description", _cut(record.detailed_description)),
+                           _field("keyword", " | ".join(record.keywords)))
+               if f is not None]
+    observational = (record.study_type or "").upper().startswith("OBSERV")
+
+    given = _mentions(rules, names + arms)
+    desc = [(m, vague) for df, vague in descriptions for m in _mentions(rules, [df])]
+    title = _mentions(rules, titles)
+    more = _mentions(rules, support)
+    mesh = rules.msc.find_mesh(record.mesh, ("condition", "intervention"))
+
+    verdict = _decide(rules, given=given, desc=desc, title=title, support=more,
+                      observational=observational, n_interventions=len(record.interventions),
+                      specific_non_msc=specific_non_msc, vague_given=vague_given)
+    role, reason, used = verdict
+    if role == "mention" or role == "none":
+        # anything at all in the other readable fields (outcomes, eligibility, conditions)
+        if role == "none":
+            rest = [f for f in (_field("condition", " | ".join(record.conditions)),
+                                _field("primary_outcome", " | ".join(record.primary_outcomes)),
+                                _field("eligibility", _cut(record.eligibility)),
+                                _field("reference", " | ".join(
+                                    r.citation for r in record.references if r.citation)))
+                    if f is not None]
+            found = _mentions(rules, rest, negate=False)
+            if found or mesh:
+                role = "mention"
+                where = (found[0].field.name, found[0].matched) if found else (
+                    f"{mesh[0][1].kind}_mesh", mesh[0][1].term)
+                reason = f"MSCs only mentioned: '{where[1]}' in {where[0]}"
+                used = found[:1]
+    out = Role(role, reason)
+    for m in used[:3]:
+        out.evidence.append(Evidence("role", role, m.field.name,
+                                     ("product dictionary: " if m.kind == "named" else "")
+                                     + m.matched))
+    if role in RELEVANT_ROLES:
+        out.named = [(m.hit.label, m.field.name, m.matched)
+                     for m in given + [d for d, _ in desc] + title if m.kind == "named"]
+        out.given = _unique(names + arms + [m.field for m in used if m.field.name in (
+            "intervention_description", "title", "official_title")])
+        out.minimally_manipulated = any(
+            _is(rr.minimal, m.field.norm[max(0, m.hit.start - 40):m.hit.end + 40]
+                if m.hit.start >= 0 else m.field.norm) for m in used) or any(
+            _is(rr.minimal, f.norm) for f in names)
+        if out.minimally_manipulated:
+            out.evidence.append(Evidence("role", "minimally_manipulated", used[0].field.name,
+                                         used[0].matched))
+    return out
+
+
+def _decide(rules: Rules, *, given: list[_Mention], desc: list[tuple[_Mention, bool]],
+            title: list[_Mention], support: list[_Mention], observational: bool,
+            n_interventions: int, specific_non_msc: int, vague_given: int
+            ) -> tuple[str, str, list[_Mention]]:
+    admin_given = [m for m in given if _admin(m)]
+    admin_desc = [m for m, vague in desc if vague and _admin(m)]
+    admin_title = [m for m in title if _admin(m) and "laboratory" not in m.cues]
+    named = [m for m in given + [d for d, _ in desc] + title if m.kind == "named"]
+    give = "laboratory" if observational else "therapy"
+    if named:
+        m = named[0]
+        return give, f"MSC product '{m.matched}' (product dictionary) in {m.field.name}", [m]
+    if admin_given:
+        m = admin_given[0]
+        return give, f"MSCs given: '{m.matched}' in {m.field.name}", admin_given
+    if admin_desc:
+        m = admin_desc[0]
+        return give, f"MSCs given: '{m.matched}' in the description of an intervention", \
+            admin_desc
+    all_mentions = given + [m for m, _ in desc] + title + support
+    if admin_title and (n_interventions == 0 or vague_given or observational):
+        m = admin_title[0]
+        return give, f"the title names MSCs as what is given: '{m.matched}'", admin_title
+    admin_support = [m for m in support if _admin(m) and m.field.name != "keyword"
+                     and "laboratory" not in m.cues]
+    if admin_support and vague_given and not observational:
+        m = admin_support[0]
+        return "therapy", (f"a cell product of unstated kind, which the {m.field.name.replace('_', ' ')} "
+                           f"says is '{m.matched}'"), admin_support
+    for kind, role in (("manufacturing", "manufacturing"), ("endogenous", "endogenous")):
+        hits = [m for m in all_mentions if kind in m.cues]
+        if hits:
+            m = hits[0]
+            return role, f"MSCs {_WHAT[role]}: '{m.matched}' in {m.field.name}", hits
+    lab = [m for m in title + given + (support if observational else [])
+           if "laboratory" in m.cues and "marker" not in m.cues]
+    if lab:
+        m = lab[0]
+        return "laboratory", f"isolated MSCs studied: '{m.matched}' in {m.field.name}", lab
+    if observational and (title or given):
+        m = (title or given)[0]
+        return "laboratory", f"an observational study of MSCs: '{m.matched}' in {m.field.name}", \
+            [m]
+    if all_mentions:
+        m = all_mentions[0]
+        return "mention", f"MSCs only mentioned: '{m.matched}' in {m.field.name}", [m]
+    return "none", "no MSC term where the record says what is given or studied", []
+
+
+_WHAT = {"manufacturing": "used to make another product",
+         "endogenous": "of the patient's own, measured or mobilised"}
+
+
+def _unique(fields: list[Field]) -> list[Field]:
+    seen: set[int] = set()
+    out = []
+    for f in fields:
+        if id(f) not in seen:
+            seen.add(id(f))
+            out.append(f)
+    return out
+
+
+_CUT = 4000
+
+
+def _cut(text: str | None) -> str | None:
+    """Long free text is read up to its eligibility section and its first 4,000 characters."""
+    if not text:
+        return text
+    m = _ELIG.search(text)
+    text = text[: m.start()] if m else text
+    return text[:_CUT]
+
+
+_ELIG = re.compile(r"(?i)\b(?:inclusion|exclusion|eligibility)\s+criteria\b")
+
+
+# --------------------------------------------------------------------------------------------
+# Papers
+# --------------------------------------------------------------------------------------------
+def paper_role(record: PublicationRecord, rules: Rules, relevant: bool,
+               fields: list[Field]) -> Role:
+    """The role of a paper the relevance reading judged (``fields``: title, keywords, MeSH
+    headings and abstract, as the classifier built them)."""
+    from tracker.classify import Evidence
+
+    types = " ".join(record.publication_types).lower()
+    mentions = _mentions(rules, fields)
+    mesh_ids = {m.mesh_id for m in record.mesh}
+    if not relevant:
+        if mentions:
+            m = mentions[0]
+            return Role("mention", f"MSCs only mentioned: '{m.matched}' in {m.field.name}",
+                        evidence=[Evidence("role", "mention", m.field.name, m.matched)])
+        return Role("none", "no MSC term in title, keywords, MeSH or abstract")
+    given = [m for m in mentions if "administration" in m.cues and _admin(m)]
+    if "D045164" in mesh_ids or given or "clinical trial" in types:
+        m = given[0] if given else (mentions[0] if mentions else None)
+        why = (f"MSCs given: '{m.matched}' in {m.field.name}" if given and m else
+               "MSC transplantation (MeSH) or a clinical trial")
+        return Role("therapy", why, evidence=[Evidence("role", "therapy", m.field.name,
+                                                       m.matched)] if m else [])
+    for kind, role in (("endogenous", "endogenous"), ("manufacturing", "manufacturing")):
+        hits = [m for m in mentions if kind in m.cues]
+        if hits and len(hits) * 2 >= len(mentions):
+            m = hits[0]
+            return Role(role, f"MSCs {_WHAT[role]}: '{m.matched}' in {m.field.name}",
+                        evidence=[Evidence("role", role, m.field.name, m.matched)])
+    lab = [m for m in mentions if "laboratory" in m.cues]
+    if lab and "review" not in types:
+        m = lab[0]
+        return Role("laboratory", f"isolated MSCs studied: '{m.matched}' in {m.field.name}",
+                    evidence=[Evidence("role", "laboratory", m.field.name, m.matched)])
+    m = mentions[0] if mentions else None
+    return Role("therapy", "about MSC therapy" + (f": '{m.matched}' in {m.field.name}" if m
+                                                   else ""),
+                evidence=[Evidence("role", "therapy", m.field.name, m.matched)] if m else [])
