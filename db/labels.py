@@ -24,6 +24,8 @@ def label_values(labels: Any, fingerprint: str | None) -> dict[str, Any]:
         return {}
     return {
         "msc_relevant": labels.msc_relevant,
+        "msc_role": labels.role,
+        "minimally_manipulated": labels.minimally_manipulated,
         "relevance_reason": labels.reason,
         "condition_groups": list(labels.condition_groups),
         "cell_sources": list(labels.cell_sources),

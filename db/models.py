@@ -43,6 +43,9 @@ class Labelled(SQLModel):
     when a record is stored, redone by ``tracker classify``."""
 
     msc_relevant: bool | None = Field(default=None, index=True)
+    # How MSCs figure (tracker.role.ROLES; revision 0007): relevant means therapy or laboratory.
+    msc_role: str | None = Field(default=None, sa_type=String(16), index=True)
+    minimally_manipulated: bool | None = None
     relevance_reason: str | None = Field(default=None, sa_type=Text)
     condition_groups: list[str] = _json_list()
     cell_sources: list[str] = _json_list()

@@ -43,7 +43,8 @@ TRIAL_TYPES = {
 
 
 _LABEL_DEFAULTS: dict[str, Any] = {
-    "msc_relevant": None, "relevance_reason": None, "condition_groups": [], "cell_sources": [],
+    "msc_relevant": None, "msc_role": None, "minimally_manipulated": None,
+    "relevance_reason": None, "condition_groups": [], "cell_sources": [],
     "origins": [], "products": [], "evidence": [], "rules_fingerprint": None,
 }
 

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection
 _STUDY_COLUMNS = (
     "id", "registry", "registry_id", "title", "official_title", "acronym", "phase", "status",
     "why_stopped", "study_type", "conditions", "condition_groups", "cell_sources", "origins",
-    "products", "msc_relevant", "relevance_reason", "interventions", "keywords", "mesh_terms",
+    "products", "msc_relevant", "msc_role", "minimally_manipulated", "relevance_reason",
+    "interventions", "keywords", "mesh_terms",
     "countries", "enrollment", "enrollment_type", "sponsor", "sponsor_class", "first_posted",
     "last_update_posted", "start_date", "primary_completion_date", "completion_date",
     "has_results", "results_first_posted", "brief_summary", "url", "first_seen_at",
@@ -29,7 +30,8 @@ _STUDY_COLUMNS = (
 )
 _PAPER_COLUMNS = (
     "id", "pmid", "pmcid", "doi", "title", "journal", "pub_date", "pub_year",
-    "publication_types", "is_preprint", "deleted", "phase", "msc_relevant", "relevance_reason",
+    "publication_types", "is_preprint", "deleted", "phase", "msc_relevant", "msc_role",
+    "relevance_reason",
     "condition_groups", "cell_sources", "origins", "products", "keywords", "mesh_terms",
     "authors", "abstract", "index_date", "sources", "url", "first_seen_at", "last_changed_at",
 )
@@ -44,11 +46,21 @@ def _trial_ids(dialect: str) -> str:
             "'[]'::json) FROM publication_trial t WHERE t.publication_id = p.id)")
 
 
-def view_sql(dialect: str) -> dict[str, str]:
-    """The SELECT of each view on ``dialect``, by view name."""
+# Columns added after revision 0006 created the views, with the revision that added them:
+# migration 0006 creates the views without them, and 0007 creates them again with them.
+_LATER = {"msc_role": "0007", "minimally_manipulated": "0007"}
+
+
+def view_sql(dialect: str, revision: str | None = None) -> dict[str, str]:
+    """The SELECT of each view on ``dialect``, by view name, as of schema ``revision``
+    (default: the newest)."""
+    def cols(names: tuple[str, ...]) -> list[str]:
+        return [c for c in names if revision is None or _LATER.get(c, "") <= revision]
+
     return {
-        "studies_view": f"SELECT {', '.join('s.' + c for c in _STUDY_COLUMNS)} FROM study s",
-        "papers_view": f"SELECT {', '.join('p.' + c for c in _PAPER_COLUMNS)}, "
+        "studies_view": f"SELECT {', '.join('s.' + c for c in cols(_STUDY_COLUMNS))} "
+                        "FROM study s",
+        "papers_view": f"SELECT {', '.join('p.' + c for c in cols(_PAPER_COLUMNS))}, "
                        f"{_trial_ids(dialect)} AS trial_ids FROM publication p",
         "changes_view": (
             "SELECT c.id, s.registry, s.registry_id, s.title, c.field, c.old_value, "
@@ -77,10 +89,10 @@ def view_sql(dialect: str) -> dict[str, str]:
 VIEWS = tuple(view_sql("sqlite"))
 
 
-def create_views(conn: Connection) -> None:
-    """Create (or replace) every view."""
+def create_views(conn: Connection, revision: str | None = None) -> None:
+    """Create (or replace) every view, as of schema ``revision`` (default: the newest)."""
     drop_views(conn)
-    for name, sql in view_sql(conn.dialect.name).items():
+    for name, sql in view_sql(conn.dialect.name, revision).items():
         conn.exec_driver_sql(f"CREATE VIEW {name} AS {sql}")
 
 

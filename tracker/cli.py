@@ -100,7 +100,15 @@ ProductOpt = Annotated[
 ]
 IrrelevantOpt = Annotated[
     bool, typer.Option("--include-irrelevant", help="Also list records the classifier judged "
-                       "not to be about MSCs.")
+                       "not to be about MSCs (the same as --role all).")
+]
+RoleOpt = Annotated[
+    list[str] | None,
+    typer.Option("--role", metavar="ROLE", help="How MSCs figure: therapy (given in an arm), laboratory "
+                 "(isolated MSCs studied), manufacturing, endogenous (the patient's own, "
+                 "measured or mobilised), mention, none, or all (repeatable or comma-"
+                 "separated). Default: the MSC-relevant ones, therapy and laboratory.",
+                 show_default=False),
 ]
 PhaseOpt = Annotated[
     list[str] | None,
@@ -154,6 +162,7 @@ class LabelOptions:
     origin: list[str] | None = None
     product: list[str] | None = None
     include_irrelevant: bool = False
+    role: list[str] | None = None
     query: str | None = None
     country: list[str] | None = None
     limit: str | None = None
@@ -167,7 +176,8 @@ class LabelOptions:
         return make_filter(conditions=self.condition or (), phases=self.phase or (),
                            statuses=self.status or (), cell_sources=self.cell_source or (),
                            origins=self.origin or (), products=self.product or (),
-                           include_irrelevant=self.include_irrelevant, query=self.query,
+                           include_irrelevant=self.include_irrelevant,
+                           roles=self.role or (), query=self.query,
                            countries=self.country or (), limit=self.limit, sort=self.sort,
                            desc=self.desc, **window)
 
@@ -175,7 +185,7 @@ class LabelOptions:
 _LABEL_OPTIONS: dict[str, Any] = {
     "condition": ConditionOpt, "phase": PhaseOpt, "status": StatusOpt,
     "cell_source": CellSourceOpt, "origin": OriginOpt, "product": ProductOpt,
-    "include_irrelevant": IrrelevantOpt,
+    "include_irrelevant": IrrelevantOpt, "role": RoleOpt,
 }
 QUERY_CONTROLS: dict[str, Any] = {
     "query": QueryOpt, "country": CountryOpt, "limit": LimitOpt, "sort": SortOpt,
@@ -956,7 +966,9 @@ def classify(
 @app.command()
 def evaluate(
     path: Annotated[str | None, typer.Argument(
-        help="A labelled JSONL set (default: the shipped evaluation set).",
+        help="A labelled JSONL set: evaluation records, whole registry records "
+             "(raw_record) or held-out label lines (default: both shipped sets, the "
+             "classic-export records and the whole ClinicalTrials.gov records).",
         show_default=False)] = None,
     rules: Annotated[str | None, typer.Option(
         "--rules", help="A rules file to evaluate instead of the shipped one.",
@@ -970,10 +982,16 @@ def evaluate(
     from tracker.evaluation import evaluate as run_evaluation
     from tracker.evaluation import render_report
 
+    from tracker.evaluation import DEFAULT_SETS
+
     with errors():
-        report = run_evaluation(Path(path) if path else None, load_rules(rules))
-        typer.echo(render_report(report))
-        if report.failures():
+        loaded = load_rules(rules)
+        failed = False
+        for i, one in enumerate([Path(path)] if path else DEFAULT_SETS):
+            report = run_evaluation(one, loaded)
+            typer.echo(("\n" if i else "") + render_report(report))
+            failed = failed or bool(report.failures())
+        if failed:
             raise typer.Exit(1)
 
 

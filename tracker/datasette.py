@@ -29,7 +29,13 @@ _LABELS = {
     "cell_sources": "Cell sources: bone_marrow, adipose, umbilical_cord, ... (JSON list)",
     "origins": "autologous / allogeneic / unspecified (JSON list)",
     "products": "cells, extracellular_vesicles, secretome, unspecified (JSON list)",
-    "msc_relevant": "1 when the classifier judged the record to be about MSCs",
+    "msc_relevant": "1 when the classifier judged the record to be about MSCs (role therapy "
+                    "or laboratory)",
+    "msc_role": "How MSCs figure: therapy (given in an arm), laboratory (isolated MSCs "
+                "studied), manufacturing, endogenous (the patient's own, measured or "
+                "mobilised), mention, none",
+    "minimally_manipulated": "1 for BMAC, SVF, micro-fragmented fat: MSCs given without "
+                             "culture expansion",
     "relevance_reason": "Why the classifier judged so",
 }
 _STUDY_COLUMNS = {
@@ -74,7 +80,7 @@ def metadata(database: str) -> dict[str, Any]:
                            "found): labels as lists; the search box searches titles, "
                            "summaries, conditions, interventions, keywords and MeSH terms.",
             "facets": ["phase", "status", *_ARRAY_FACETS, {"array": "countries"},
-                       "msc_relevant"],
+                       "msc_relevant", "msc_role"],
             "columns": _STUDY_COLUMNS,
         },
         "papers_view": {
@@ -82,7 +88,7 @@ def metadata(database: str) -> dict[str, Any]:
             "description": "One row per paper (PubMed, Europe PMC): labels as lists, the "
                            "trial ids it names; the search box searches titles, abstracts, "
                            "keywords and MeSH terms.",
-            "facets": ["phase", *_ARRAY_FACETS, "msc_relevant", "journal"],
+            "facets": ["phase", *_ARRAY_FACETS, "msc_relevant", "msc_role", "journal"],
             "columns": _PAPER_COLUMNS,
         },
         "changes_view": {

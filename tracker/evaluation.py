@@ -437,10 +437,17 @@ def _classic_interventions(cell: str) -> list[dict[str, Any]]:
 def heldout_records(wanted: set[str], csv_path: Path = HELDOUT_RECORDS_CSV) -> dict[str, dict]:
     """The evaluation-record fields of ``wanted`` NCT ids, read from the classic CT.gov CSV
     export exactly as ``tests/eval/build_eval_set.py`` reads it (labels not included)."""
+    out: dict[str, dict] = {}
     if not csv_path.is_file():
+        # An installed tracker: the held-out records ship beside the sets.
+        if csv_path == HELDOUT_RECORDS_CSV and HELDOUT_RECORDS_JSONL.is_file():
+            for line in HELDOUT_RECORDS_JSONL.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                if row["id"] in wanted:
+                    out[row["id"]] = row
+            return out
         raise ConfigError(f"held-out label lines need their records from {csv_path}, which is "
                           "not there (it is in tests/fixtures of a source checkout)")
-    out: dict[str, dict] = {}
     with csv_path.open(encoding="utf-8", newline="") as fh:
         for row_no, row in enumerate(csv.DictReader(fh), start=1):
             nct = row["NCT Number"]

@@ -44,7 +44,7 @@ EXPORTS = {
 LISTS = {"conditions", "condition_groups", "cell_sources", "origins", "products",
          "interventions", "keywords", "mesh_terms", "countries", "publication_types",
          "sources", "trial_ids"}
-BOOLEANS = {"msc_relevant", "has_results", "is_preprint", "deleted"}
+BOOLEANS = {"msc_relevant", "minimally_manipulated", "has_results", "is_preprint", "deleted"}
 INTEGERS = {"id", "enrollment", "pub_year", "study_id", "publication_id"}
 TIMES = {"first_seen_at", "last_changed_at", "seen_at"}
 PARQUET_INSTALL = ("--format parquet needs pyarrow; install the parquet extra: pip install "

@@ -292,7 +292,10 @@ def record_row(rec: Any) -> dict[str, Any]:
 def _python_filter(flt: StudyFilter) -> Any:
     """``flt``'s label, phase, status and condition filters as a test on a listing row."""
     def keep(row: dict[str, Any]) -> bool:
-        if not flt.include_irrelevant and row["msc_relevant"] is False:
+        if flt.roles:
+            if row.get("msc_role") not in flt.roles:
+                return False
+        elif not flt.include_irrelevant and row["msc_relevant"] is False:
             return False
         if flt.phases and row["phase"] not in flt.phases:
             return False

@@ -263,6 +263,14 @@ def _line(console: Console, text: str, style: str | None = None) -> None:
 # ------------------------------------------------------------------ records in words --------
 
 NOT_MSC = "[not MSC]"
+ROLE_WORDS = {
+    "therapy": "therapy: MSCs or an MSC-derived product are given",
+    "laboratory": "laboratory: isolated MSCs are studied, none given",
+    "manufacturing": "manufacturing: MSCs used to make another product",
+    "endogenous": "endogenous: the patient's own MSCs measured or mobilised",
+    "mention": "mention: MSCs only mentioned",
+    "none": "none: MSCs do not figure",
+}
 NOT_MSC_LEGEND = f"{NOT_MSC}: judged by the classifier not to be about MSCs"
 
 
@@ -805,6 +813,8 @@ _WORD_FIELDS: dict[str, Callable[[Any], str]] = {
     "origins": lambda v: ", ".join(label_words("origin", s) for s in _str_list(v)),
     "products": lambda v: ", ".join(label_words("product", s) for s in _str_list(v)),
     "msc_relevant": lambda v: {True: "yes", False: "no"}.get(v, "not classified"),
+    "msc_role": lambda v: ROLE_WORDS.get(v, "not classified (run tracker classify)"),
+    "minimally_manipulated": lambda v: {True: "yes", False: "no"}.get(v, ""),
 }
 _MULTILINE_FIELDS = ("brief_summary", "abstract", "detailed_description")
 

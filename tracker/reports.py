@@ -38,6 +38,7 @@ from db.models import (
 )
 from db.upsert import decompress
 from tracker.errors import ConfigError, NotFoundError
+from tracker.role import ROLES
 from tracker.search import UsageError, parse_query
 from tracker.taxonomy import CELL_SOURCES, CONDITION_GROUPS, ORIGINS, PHASES, PRODUCTS, STATUSES
 
@@ -62,6 +63,7 @@ class StudyFilter:
     origins: Sequence[str] = ()
     products: Sequence[str] = ()
     include_irrelevant: bool = False
+    roles: Sequence[str] = ()  # MSC roles (tracker.role.ROLES); any role given lists those
     registry: str | None = None
     query: Any = None  # tracker.search.Query: full-text match (ranked by relevance)
     countries: Sequence[str] = ()  # canonical country names (study_country)
@@ -125,6 +127,7 @@ def make_filter(
     origins: Sequence[str] = (),
     products: Sequence[str] = (),
     include_irrelevant: bool = False,
+    roles: Sequence[str] = (),
     last_run_changed: bool = False,
     unreported_before: str | None = None,
     query: str | None = None,
@@ -153,6 +156,10 @@ def make_filter(
     words = [c.strip() for v in conditions for c in v.split(",") if c.strip()]
     groups = [w.lower().replace("-", "_") for w in words
               if w.lower().replace("-", "_") in CONDITION_GROUPS]
+    role_list = _slugs(roles, (*ROLES, "all"), "--role")
+    if "all" in role_list:
+        # every stored record, whatever its role (and records classified before roles)
+        include_irrelevant, role_list = True, []
     return StudyFilter(
         since=since,
         last_run=last_run,
@@ -164,6 +171,7 @@ def make_filter(
         origins=_slugs(origins, ORIGINS, "--origin"),
         products=_slugs(products, PRODUCTS, "--product"),
         include_irrelevant=include_irrelevant,
+        roles=role_list,
         last_run_changed=last_run_changed,
         unreported_before=unreported_before,
         query=parse_query(query) if query is not None else None,
@@ -303,7 +311,9 @@ def _label_clauses(table: Any, kind: str, flt: StudyFilter) -> list[Any]:
         if values:
             clauses.append(exists().where(record == table.c.id, lab.c.family == family,
                                           lab.c.label.in_(values)))
-    if not flt.include_irrelevant:
+    if flt.roles:
+        clauses.append(table.c.msc_role.in_(list(flt.roles)))
+    elif not flt.include_irrelevant:
         # NULL or true as one test ("msc_relevant IS NOT 0"; PostgreSQL "IS NOT false"): the
         # OR of two tests on this indexed column made SQLite walk ix_*_msc_relevant, every
         # relevant row, instead of the window's date index or the join's key.
@@ -421,7 +431,7 @@ def iso(value: Any) -> Any:
 
 LIST_COLUMNS = (
     "registry", "registry_id", "title", "phase", "status", "conditions", "msc_relevant",
-    "condition_groups", "cell_sources", "origins", "products", "study_type", "enrollment",
+    "msc_role", "minimally_manipulated", "condition_groups", "cell_sources", "origins", "products", "study_type", "enrollment",
     "sponsor", "first_posted", "last_update_posted", "start_date", "primary_completion_date",
     "completion_date", "has_results", "results_first_posted", "why_stopped", "countries",
     "first_seen_at", "last_changed_at", "url",
@@ -599,7 +609,7 @@ SEC = StudySecondaryId.__table__
 
 PAPER_COLUMNS = (
     "pmid", "pmcid", "doi", "title", "journal", "pub_date", "publication_types", "is_preprint",
-    "deleted", "phase", "msc_relevant", "condition_groups", "cell_sources", "origins",
+    "deleted", "phase", "msc_relevant", "msc_role", "condition_groups", "cell_sources", "origins",
     "products", "index_date", "sources", "trial_ids", "first_seen_at", "url",
 )
 

@@ -125,7 +125,9 @@ def _cues(rr: RoleRules, f: Field, hit: Hit) -> frozenset[str]:
 
 
 def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
-    if hit.start < 0:
+    """A negation closely before the term in the same sentence of free text (a name such as
+    "surgical treatment of non union with MSCs" is not negated)."""
+    if hit.start < 0 or not f.free:
         return False
     window = f.norm[max(0, hit.start - 80): hit.start]
     bar = window.rfind("|")
@@ -158,8 +160,11 @@ def _is(rx: re.Pattern[str] | None, text: str) -> bool:
     return rx is not None and rx.search(text) is not None
 
 
+_NAMES = frozenset({"intervention", "intervention_other_name", "arm", "keyword", "condition"})
+
+
 def _field(name: str, text: str | None) -> Field | None:
-    return Field(name, text, True) if text and text.strip() else None
+    return Field(name, text, name not in _NAMES) if text and text.strip() else None
 
 
 # --------------------------------------------------------------------------------------------

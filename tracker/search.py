@@ -293,7 +293,7 @@ def matches(conn: Connection, kind: str, query: Query) -> Any:
 
 SEARCH_COLUMNS = ("kind", "id", "score", "date", "phase", "status", "title",
                   "condition_groups", "cell_sources", "origins", "products", "msc_relevant",
-                  "url")
+                  "msc_role", "url")
 
 
 def search_all(conn: Connection, flt: Any) -> list[dict[str, Any]]:
@@ -329,7 +329,7 @@ def search_all(conn: Connection, flt: Any) -> list[dict[str, Any]]:
 
 def _labels(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("condition_groups", "cell_sources", "origins",
-                                    "products", "msc_relevant")}
+                                    "products", "msc_relevant", "msc_role")}
 
 
 def render_search(rows: list[dict[str, Any]], fmt: str) -> str:

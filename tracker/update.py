@@ -14,7 +14,6 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from db.models import FetchRun, UpdateRun
-
 from sources import REGISTRY, get_source
 from tracker.classify import load_rules
 from tracker.config import Settings

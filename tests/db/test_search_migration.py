@@ -46,7 +46,7 @@ def test_0006_builds_the_index_countries_and_label_keys_of_a_full_database(
     with engine.begin() as conn:
         conn.execute(text("UPDATE study SET countries = '[]'"))
 
-    assert [rev for rev, _ in upgrade(engine)] == ["0006"]
+    assert [rev for rev, _ in upgrade(engine)] == ["0006", "0007"]
     assert current_revision(engine) == head_revision()
     assert _rows(engine, index_sql) == index_before
     assert _rows(engine, "SELECT study_id, country FROM study_country "
@@ -65,3 +65,32 @@ def test_0006_builds_the_index_countries_and_label_keys_of_a_full_database(
     assert paper_ids(engine, "correctional") == ["12091962"]
     views = _rows(engine, "SELECT COUNT(*) FROM studies_view")
     assert views == _rows(engine, "SELECT COUNT(*) FROM study")
+
+
+def test_0007_adds_the_msc_role_and_tracker_classify_fills_it(engine: Engine) -> None:
+    """A database of revision 0006 holding the real records: after 0007 every row is there with
+    its role NULL (not guessed), the views show the new columns, and relabelling (what
+    ``tracker classify`` runs) gives every row the role the classifier gives its record."""
+    from db.models import Study
+    from tests.test_search import study_records
+    from tracker.classify import classify_study, load_rules
+    from tracker.config import Settings
+    from tracker.relabel import relabel_all
+
+    load(engine)
+    before = _rows(engine, "SELECT id, registry_id, msc_relevant FROM study ORDER BY id")
+    cfg = _config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+        conn.commit()
+    assert [rev for rev, _ in upgrade(engine)] == ["0007"]
+    assert _rows(engine, "SELECT id, registry_id, msc_relevant FROM study ORDER BY id") == before
+    assert _rows(engine, "SELECT DISTINCT msc_role FROM study") == [(None,)]
+    assert _rows(engine, "SELECT DISTINCT msc_role FROM studies_view") == [(None,)]
+    relabel_all(engine, Settings(db=":memory:"))
+    rules = load_rules()
+    want = {r.registry_id: classify_study(r, rules).role for r in study_records()}
+    got = dict(_rows(engine, "SELECT registry_id, msc_role FROM studies_view"))
+    assert got == want and "therapy" in got.values() and set(got.values()) - {"therapy"}
+    assert Study.__table__.c.msc_role.index

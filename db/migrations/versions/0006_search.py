@@ -78,7 +78,7 @@ def upgrade() -> None:
     search.rebuild(conn, on_study=lambda sid, rec: parsed.__setitem__(
         sid, list(rec.countries) if rec is not None else None))
     _fill_countries(conn, parsed)
-    create_views(conn)
+    create_views(conn, revision='0006')  # the views as this revision made them
 
 
 def _as_list(value: Any) -> list[str]:
