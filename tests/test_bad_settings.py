@@ -153,7 +153,7 @@ def _eval_bad(id: str, content: bytes | None, *expect: str, mkdir: bool = False)
                evalfile=content, mkdir="set" if mkdir else None)
 
 
-_GOOD_ROW = (ROOT / "tests" / "eval" / "msc_eval.jsonl").read_text(encoding="utf-8").split(
+_GOOD_ROW = (ROOT / "tracker" / "evalsets" / "msc_eval.jsonl").read_text(encoding="utf-8").split(
     "\n", 1)[0]
 
 BAD += [

@@ -59,8 +59,10 @@ def test_knee_oa_adipose_autologous(rules, rows):
     assert lab.products == ["cells"]
     assert lab.phase == "NOT_APPLICABLE"
     assert "condition" in fields_of(lab, "condition_group")
-    assert any(e.family == "relevance" and e.field == "title" and "mesenchymal" in e.matched
-               for e in lab.evidence)
+    # what is given decides: the intervention names the MSCs
+    assert lab.role == "therapy" and not lab.minimally_manipulated
+    assert any(e.family == "relevance" and e.label == "therapy" and e.field == "intervention"
+               and "mesenchymal" in e.matched.lower() for e in lab.evidence), lab.evidence
 
 
 def test_several_groups_and_sources(rules, rows):

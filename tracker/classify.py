@@ -314,7 +314,7 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
         mesh=r.mesh,
         cond_mesh_kinds=("condition",),
         evidence=[],
-        free_groups=False,
+        free_groups=not (conditions or cmesh),
     )
 
 
@@ -378,14 +378,27 @@ def classify_study(record: StudyRecord, rules: Rules) -> Labels:
     ctx = _study_ctx(record)
     verdict = study_role(record, rules)
     ctx.evidence.extend(verdict.evidence)
+    # The keyword search's usual false positives (HSCT, GIST, EMT, ...), said beside the role:
+    # they explain a rejection, and an MSC arm outweighs them.
+    excl = [(f.name, h.matched.strip())
+            for h, f in _scan(rules, rules.exclusions, ctx.structured + ctx.titles)]
+    excl += [(f"{m.kind}_mesh", f"{m.term} ({m.mesh_id})") for _label, m in
+             rules.exclusions.find_mesh(ctx.mesh, ("condition", "intervention"))]
     if verdict.role in RELEVANT_ROLES:
         # The facets read what is given first: interventions, arms, then titles.
         ctx.product_fields = verdict.given + [f for f in ctx.product_fields
                                               if f.name not in _GIVEN_FIELDS]
-        labels = _facets(ctx, rules, verdict.reason, verdict.named)
+        reason = verdict.reason
+        if excl:
+            reason += f" (outweighs exclusion '{excl[0][1]}' in {excl[0][0]})"
+        labels = _facets(ctx, rules, reason, verdict.named)
     else:
-        labels = Labels(False, f"not MSC ({verdict.role}): {verdict.reason}", [], [], [], [],
-                        "UNKNOWN", ctx.evidence)
+        for fname, matched in excl[:3]:
+            ctx.evidence.append(Evidence("relevance", "exclusion", fname, matched))
+        why = f"not MSC ({verdict.role}): {verdict.reason}"
+        if excl:
+            why += f"; exclusion '{excl[0][1]}' in {excl[0][0]}"
+        labels = Labels(False, why, [], [], [], [], "UNKNOWN", ctx.evidence)
     labels.role = verdict.role
     labels.minimally_manipulated = verdict.minimally_manipulated
     labels.phase = record.phase if record.phase in taxonomy.PHASES else "UNKNOWN"

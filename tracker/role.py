@@ -177,6 +177,8 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
     # 1. what is given, intervention by intervention
     names: list[Field] = []
     descriptions: list[tuple[Field, bool]] = []  # (description, its intervention is vague)
+    # Descriptions of named non-MSC products (PRP "stimulating resident MSCs"): a mention.
+    passing: list[Field] = []
     specific_non_msc = vague_given = 0
     for iv in record.interventions:
         nf = _field("intervention", iv.name)
@@ -196,7 +198,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
         specific_non_msc += non_msc
         vague_given += vague
         if df is not None:
-            descriptions.append((df, vague))
+            (passing.append(df) if non_msc else descriptions.append((df, vague)))
     arms = [f for a in record.arms if (a.type or "").upper() not in _PASSIVE_ARMS
             for f in (_field("arm", a.label), _field("arm_description", a.description))
             if f is not None]
@@ -210,6 +212,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
 
     given = _mentions(rules, names + arms)
     desc = [(m, vague) for df, vague in descriptions for m in _mentions(rules, [df])]
+    aside = _mentions(rules, passing)
     title = _mentions(rules, titles)
     more = _mentions(rules, support)
     mesh = rules.msc.find_mesh(record.mesh, ("condition", "intervention"))
@@ -218,6 +221,10 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
                       observational=observational, n_interventions=len(record.interventions),
                       specific_non_msc=specific_non_msc, vague_given=vague_given)
     role, reason, used = verdict
+    if role == "none" and aside:
+        role, used = "mention", aside[:1]
+        reason = (f"MSCs only mentioned: '{aside[0].matched}' in the description of a "
+                  "product that is not MSCs")
     if role == "mention" or role == "none":
         # anything at all in the other readable fields (outcomes, eligibility, conditions)
         if role == "none":
@@ -236,7 +243,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
                 used = found[:1]
     out = Role(role, reason)
     for m in used[:3]:
-        out.evidence.append(Evidence("role", role, m.field.name,
+        out.evidence.append(Evidence("relevance", role, m.field.name,
                                      ("product dictionary: " if m.kind == "named" else "")
                                      + m.matched))
     if role in RELEVANT_ROLES:
@@ -249,7 +256,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
                 if m.hit.start >= 0 else m.field.norm) for m in used) or any(
             _is(rr.minimal, f.norm) for f in names)
         if out.minimally_manipulated:
-            out.evidence.append(Evidence("role", "minimally_manipulated", used[0].field.name,
+            out.evidence.append(Evidence("relevance", "minimally_manipulated", used[0].field.name,
                                          used[0].matched))
     return out
 
@@ -348,27 +355,27 @@ def paper_role(record: PublicationRecord, rules: Rules, relevant: bool,
         if mentions:
             m = mentions[0]
             return Role("mention", f"MSCs only mentioned: '{m.matched}' in {m.field.name}",
-                        evidence=[Evidence("role", "mention", m.field.name, m.matched)])
+                        evidence=[Evidence("relevance", "mention", m.field.name, m.matched)])
         return Role("none", "no MSC term in title, keywords, MeSH or abstract")
     given = [m for m in mentions if "administration" in m.cues and _admin(m)]
     if "D045164" in mesh_ids or given or "clinical trial" in types:
         m = given[0] if given else (mentions[0] if mentions else None)
         why = (f"MSCs given: '{m.matched}' in {m.field.name}" if given and m else
                "MSC transplantation (MeSH) or a clinical trial")
-        return Role("therapy", why, evidence=[Evidence("role", "therapy", m.field.name,
+        return Role("therapy", why, evidence=[Evidence("relevance", "therapy", m.field.name,
                                                        m.matched)] if m else [])
     for kind, role in (("endogenous", "endogenous"), ("manufacturing", "manufacturing")):
         hits = [m for m in mentions if kind in m.cues]
         if hits and len(hits) * 2 >= len(mentions):
             m = hits[0]
             return Role(role, f"MSCs {_WHAT[role]}: '{m.matched}' in {m.field.name}",
-                        evidence=[Evidence("role", role, m.field.name, m.matched)])
+                        evidence=[Evidence("relevance", role, m.field.name, m.matched)])
     lab = [m for m in mentions if "laboratory" in m.cues]
     if lab and "review" not in types:
         m = lab[0]
         return Role("laboratory", f"isolated MSCs studied: '{m.matched}' in {m.field.name}",
-                    evidence=[Evidence("role", "laboratory", m.field.name, m.matched)])
+                    evidence=[Evidence("relevance", "laboratory", m.field.name, m.matched)])
     m = mentions[0] if mentions else None
     return Role("therapy", "about MSC therapy" + (f": '{m.matched}' in {m.field.name}" if m
                                                    else ""),
-                evidence=[Evidence("role", "therapy", m.field.name, m.matched)] if m else [])
+                evidence=[Evidence("relevance", "therapy", m.field.name, m.matched)] if m else [])

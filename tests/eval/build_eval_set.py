@@ -216,7 +216,7 @@ def epmc_records(fixtures: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fixtures", type=Path, default=HERE.parent / "fixtures")
-    ap.add_argument("--out", type=Path, default=HERE / "msc_eval.jsonl")
+    ap.add_argument("--out", type=Path, default=HERE.parents[1] / "tracker" / "evalsets" / "msc_eval.jsonl")
     args = ap.parse_args()
     labels = read_labels(HERE / "labels.txt")
     records = csv_records(args.fixtures, {k for k in labels if k.startswith("NCT")})

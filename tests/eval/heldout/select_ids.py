@@ -4,7 +4,7 @@ import pathlib
 import random
 
 root = pathlib.Path(__file__).resolve().parents[3]
-evtext = (root/"tests/eval/msc_eval.jsonl").read_text(encoding="utf-8")
+evtext = (root/"tracker/evalsets/msc_eval.jsonl").read_text(encoding="utf-8")
 raw = (root/"tests/fixtures/ctgov_msc/ctgov_classic_export_mesenchymal_1265.csv").read_text(encoding="utf-8-sig")
 rows = list(csv.DictReader(raw.splitlines()))
 ids = {r["NCT Number"] for r in rows if r["NCT Number"] not in evtext}
