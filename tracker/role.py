@@ -225,22 +225,21 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
         role, used = "mention", aside[:1]
         reason = (f"MSCs only mentioned: '{aside[0].matched}' in the description of a "
                   "product that is not MSCs")
-    if role == "mention" or role == "none":
+    if role == "none":
         # anything at all in the other readable fields (outcomes, eligibility, conditions)
-        if role == "none":
-            rest = [f for f in (_field("condition", " | ".join(record.conditions)),
-                                _field("primary_outcome", " | ".join(record.primary_outcomes)),
-                                _field("eligibility", _cut(record.eligibility)),
-                                _field("reference", " | ".join(
-                                    r.citation for r in record.references if r.citation)))
-                    if f is not None]
-            found = _mentions(rules, rest, negate=False)
-            if found or mesh:
-                role = "mention"
-                where = (found[0].field.name, found[0].matched) if found else (
-                    f"{mesh[0][1].kind}_mesh", mesh[0][1].term)
-                reason = f"MSCs only mentioned: '{where[1]}' in {where[0]}"
-                used = found[:1]
+        rest = [f for f in (_field("condition", " | ".join(record.conditions)),
+                            _field("primary_outcome", " | ".join(record.primary_outcomes)),
+                            _field("eligibility", _cut(record.eligibility)),
+                            _field("reference", " | ".join(
+                                r.citation for r in record.references if r.citation)))
+                if f is not None]
+        found = _mentions(rules, rest, negate=False)
+        if found or mesh:
+            role = "mention"
+            where = (found[0].field.name, found[0].matched) if found else (
+                f"{mesh[0][1].kind}_mesh", mesh[0][1].term)
+            reason = f"MSCs only mentioned: '{where[1]}' in {where[0]}"
+            used = found[:1]
     out = Role(role, reason)
     for m in used[:3]:
         out.evidence.append(Evidence("relevance", role, m.field.name,
