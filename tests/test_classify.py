@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from importlib import resources
 import time
 from pathlib import Path
 
@@ -196,13 +197,37 @@ def test_custom_rules_file_adds_term_and_group(tmp_path, rules, rows):
     (RULES_TEXT.replace("[cell_sources.menstrual_blood]", "[cell_sources.saliva]"),
      "unknown label"),
     (RULES_TEXT.replace("patterns = [\n", "patterns = [\n  '(unclosed',\n", 1), "bad pattern"),
-    (RULES_TEXT.replace('cell_source = "placenta"', 'cell_source = "moon"'), "unknown cell_source"),
+    (RULES_TEXT + '\n[[named_product]]\nnames = ["x 1"]\ncell_source = "moon"\n',
+     "unknown cell_source"),
+    (RULES_TEXT.replace('products = "msc_products.toml"', 'products = ""'),
+     "products must name a TOML file"),
 ])
 def test_bad_rules_file_raises(tmp_path, content, message):
     path = tmp_path / "bad.toml"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(RulesError, match=message):
         load_rules(path)
+
+
+def test_product_dictionary_beside_a_rules_copy_is_read_and_checked(tmp_path, rules):
+    """A copied rules file reads the product dictionary beside it (its own edits count, and
+    change the fingerprint); a bad entry there is named."""
+    (tmp_path / "msc_rules.toml").write_text(RULES_TEXT, encoding="utf-8")
+    products = resources.files("tracker.rules").joinpath("msc_products.toml").read_text(
+        encoding="utf-8")
+    (tmp_path / "msc_products.toml").write_text(
+        products + '\n[[product]]\nnames = ["zz cell 9"]\ncell_source = "adipose"\n',
+        encoding="utf-8")
+    mine = load_rules(tmp_path / "msc_rules.toml")
+    assert mine.fingerprint != rules.fingerprint and len(mine.named_info) == len(
+        rules.named_info) + 1
+    (tmp_path / "msc_products.toml").write_text(
+        products + '\n[[product]]\nnames = ["zz"]\norigin = "martian"\n', encoding="utf-8")
+    with pytest.raises(RulesError, match=r"product #\d+ of the product dictionary: unknown "
+                                         "origin 'martian'"):
+        load_rules(tmp_path / "msc_rules.toml")
+    (tmp_path / "msc_products.toml").unlink()  # none beside it: the packaged one
+    assert len(load_rules(tmp_path / "msc_rules.toml").named_info) == len(rules.named_info)
 
 
 def test_missing_rules_file_raises(tmp_path):

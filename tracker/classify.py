@@ -52,6 +52,9 @@ __all__ = [
 
 RULES_PACKAGE = "tracker.rules"
 RULES_FILE = "msc_rules.toml"
+# The product dictionary: ``[meta] products`` of a rules file names it, relative to that file;
+# a rules file beside which it is missing reads the packaged one.
+PRODUCTS_FILE = "msc_products.toml"
 
 # Free text is a fallback; the opening of a long description says what the study is about, and
 # scanning whole 15,000-character protocols would cost more than the rest of the record.
@@ -92,6 +95,8 @@ class _NamedProduct:
     cell_source: str | None
     origin: str | None
     product: str | None
+    minimally_manipulated: bool = False
+    maker: str | None = None
 
 
 @dataclass(slots=True)
@@ -118,31 +123,55 @@ class Rules:
     role: RoleRules
 
 
-def load_rules(path: Path | str | None = None) -> Rules:
-    """Read and precompile a rules file (``None``: the packaged ``msc_rules.toml``).
-
-    Raises :class:`RulesError` for a missing, unreadable or malformed file.
-    """
+def _read(path: Path | None, name: str, what: str) -> tuple[bytes, str, dict[str, Any]]:
+    """(bytes, where, parsed TOML) of a rules or products file (``None``: the packaged one)."""
     try:
         if path is None:
-            ref = resources.files(RULES_PACKAGE).joinpath(RULES_FILE)
-            data = ref.read_bytes()
-            where = f"<package {RULES_PACKAGE}/{RULES_FILE}>"
+            data = resources.files(RULES_PACKAGE).joinpath(name).read_bytes()
+            where = f"<package {RULES_PACKAGE}/{name}>"
         else:
             data = Path(path).read_bytes()
             where = str(path)
     except (OSError, ModuleNotFoundError) as exc:
-        raise RulesError(f"cannot read rules file {path or RULES_FILE}: {exc}") from None
+        raise RulesError(f"cannot read {what} {path or name}: {exc}") from None
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
+        return data, where, tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RulesError(f"rules file {where} is not valid TOML: {exc}") from None
+        raise RulesError(f"{what} {where} is not valid TOML: {exc}") from None
+
+
+def load_rules(path: Path | str | None = None) -> Rules:
+    """Read and precompile a rules file (``None``: the packaged ``msc_rules.toml``) and the
+    product dictionary it names (``[meta] products``, beside it; else the packaged one).
+
+    Raises :class:`RulesError` for a missing, unreadable or malformed file. The fingerprint
+    covers both files' bytes.
+    """
+    data, where, doc = _read(Path(path) if path is not None else None, RULES_FILE,
+                             "rules file")
+    meta = doc.get("meta", {}) if isinstance(doc.get("meta"), dict) else {}
+    name = meta.get("products", PRODUCTS_FILE)
+    if not isinstance(name, str) or not name.strip():
+        raise RulesError(f"rules file {where}: [meta] products must name a TOML file")
+    beside = Path(path).parent / name if path is not None else None
+    if beside is not None and beside.is_file():
+        pdata, pwhere, pdoc = _read(beside, name, "product dictionary")
+    else:
+        pdata, pwhere, pdoc = _read(None, PRODUCTS_FILE, "product dictionary")
     try:
-        return _build(doc, where, hashlib.sha256(data).hexdigest())
+        products = _products_of(pdoc, pwhere)
+        return _build(doc, where, hashlib.sha256(data + b"\0" + pdata).hexdigest(), products)
     except RulesError as exc:
         raise RulesError(f"rules file {where}: {exc}") from None
     except (TypeError, AttributeError, ValueError) as exc:
         raise RulesError(f"rules file {where}: malformed ({exc})") from None
+
+
+def _products_of(doc: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    items = doc.get("product", [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise RulesError(f"product dictionary {where}: [[product]] must be an array of tables")
+    return items
 
 
 def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -160,7 +189,8 @@ def _check_slugs(specs: dict[str, Any], allowed: tuple[str, ...], section: str) 
             raise RulesError(f"[{section}.{label}] must be a table")
 
 
-def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
+def _build(doc: dict[str, Any], where: str, fingerprint: str,
+           dictionary: list[dict[str, Any]] | None = None) -> Rules:
     meta = doc.get("meta", {}) or {}
     rel = _table(doc, "relevance")
     groups = _table(doc, "condition_groups")
@@ -184,16 +214,25 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str) -> Rules:
     named_list = doc.get("named_product", [])
     if not isinstance(named_list, list):
         raise RulesError("[[named_product]] must be an array of tables")
-    for i, item in enumerate(named_list):
+    # A rules file's own [[named_product]] tables first (a user's additions), then the
+    # product dictionary's [[product]] tables.
+    entries = [(f"named_product #{i + 1}", f"named_product_{i + 1}", item)
+               for i, item in enumerate(named_list)]
+    entries += [(f"product #{i + 1} of the product dictionary", f"product_{i + 1}", item)
+                for i, item in enumerate(dictionary or [])]
+    for what, key, item in entries:
         if not isinstance(item, dict):
-            raise RulesError(f"named_product #{i + 1} must be a table")
-        key = f"named_product_{i + 1}"
-        info = _NamedProduct(item.get("cell_source"), item.get("origin"), item.get("product"))
+            raise RulesError(f"{what} must be a table")
+        minimal = item.get("minimally_manipulated", False)
+        if not isinstance(minimal, bool):
+            raise RulesError(f"{what}: minimally_manipulated must be true or false")
+        info = _NamedProduct(item.get("cell_source"), item.get("origin"), item.get("product"),
+                             minimal, item.get("maker"))
         for fam, allowed in (("cell_source", taxonomy.CELL_SOURCES),
                              ("origin", taxonomy.ORIGINS), ("product", taxonomy.PRODUCTS)):
             v = getattr(info, fam)
             if v is not None and v not in allowed:
-                raise RulesError(f"named_product #{i + 1}: unknown {fam} {v!r}")
+                raise RulesError(f"{what}: unknown {fam} {v!r}")
         named_specs[key] = {"terms": item.get("names", []),
                             "exact_case": item.get("exact_case", [])}
         named_info[key] = info

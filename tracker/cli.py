@@ -979,10 +979,8 @@ def evaluate(
     Exits 1 when a figure falls below its bar.
     """
     from tracker.classify import load_rules
+    from tracker.evaluation import DEFAULT_SETS, render_report
     from tracker.evaluation import evaluate as run_evaluation
-    from tracker.evaluation import render_report
-
-    from tracker.evaluation import DEFAULT_SETS
 
     with errors():
         loaded = load_rules(rules)

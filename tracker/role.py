@@ -253,7 +253,8 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
         out.minimally_manipulated = any(
             _is(rr.minimal, m.field.norm[max(0, m.hit.start - 40):m.hit.end + 40]
                 if m.hit.start >= 0 else m.field.norm) for m in used) or any(
-            _is(rr.minimal, f.norm) for f in names)
+            _is(rr.minimal, f.norm) for f in names) or any(
+            rules.named_info[key].minimally_manipulated for key, _f, _m in out.named)
         if out.minimally_manipulated:
             out.evidence.append(Evidence("relevance", "minimally_manipulated", used[0].field.name,
                                          used[0].matched))
