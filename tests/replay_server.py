@@ -127,6 +127,9 @@ the real answer:
 * ``"502"`` / ``"503"``: nginx-style HTML gateway page; Retry-After when given.
 * ``"timeout"``: waits ``timeout_sleep`` seconds (default 3.0; interrupted by ``stop()``), then
   sends the real answer; a client with a shorter read timeout sees a read timeout.
+* ``"hold"``: holds the real answer until the test calls ``release()`` (at most
+  ``hold_max`` seconds, default 60), so that a test can act while a client is certainly
+  mid-run, however slow the machine; ``held.wait(timeout)`` says when a request is held.
 * ``"reset"``: status line + headers (full Content-Length) + the first half of the real body,
   then SO_LINGER(0) close = TCP RST.  httpx: ``ReadError``/``RemoteProtocolError``.
 * ``"truncated"``: same, but a graceful FIN after half the body (Content-Length still the full
@@ -244,7 +247,7 @@ __all__ = [
 SOURCES = ("ctgov", "pubmed", "europepmc")
 
 _COMMON_FAULTS = {
-    "429", "500", "502", "503", "timeout", "reset", "truncated", "trickle",
+    "429", "500", "502", "503", "timeout", "hold", "reset", "truncated", "trickle",
     "invalid_json", "invalid_xml", "html_200", "empty_page", "count_mismatch", "repeat_record",
 }
 FAULT_KINDS: dict[str, frozenset[str]] = {
@@ -632,6 +635,7 @@ class _Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     transport: str | None = None  # None | "reset" | "truncated"
     delay: float = 0.0
+    hold: bool = False  # "hold": wait for ReplayServer.release()
 
 
 class _BadRequest(Exception):
@@ -822,6 +826,13 @@ class _Handler(BaseHTTPRequestHandler):
         if resp.delay > 0 and replay._stopping.wait(resp.delay):
             self.close_connection = True
             return
+        if resp.hold:
+            replay.held.set()
+            released = replay._release.wait(replay.hold_max)
+            replay.held.clear()
+            if not released or replay._stopping.is_set():
+                self.close_connection = True
+                return
         try:
             self.send_response(resp.status)
             self.send_header("Content-Type", resp.content_type)
@@ -984,6 +995,9 @@ class ReplayServer:
         self._history: dict[str, dict[str, _History]] = {}
         self._ncbi_times: list[float] = []
         self._stopping = threading.Event()
+        self.held = threading.Event()  # set while a "hold" fault holds a request
+        self._release = threading.Event()
+        self.hold_max = 60.0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -1005,6 +1019,7 @@ class ReplayServer:
         if httpd is None:
             return
         self._stopping.set()
+        self._release.set()
         httpd.shutdown()
         httpd.close_all(timeout=5.0)
         httpd.server_close()
@@ -1103,6 +1118,10 @@ class ReplayServer:
         with self._lock:
             self.faults.clear()
 
+    def release(self) -> None:
+        """Let every request a "hold" fault holds (and any later one) go on."""
+        self._release.set()
+
     # ---- request log helpers -----------------------------------------------------------------
     def requests_for(self, source: str, path: str | None = None) -> list[RecordedRequest]:
         return [
@@ -1185,6 +1204,8 @@ class ReplayServer:
 
         if kind == "timeout":
             resp.delay = self.timeout_sleep
+        elif kind == "hold":
+            resp.hold = True
         elif kind in ("reset", "truncated", "trickle"):
             resp.transport = kind
         elif kind in ("invalid_json", "invalid_xml"):

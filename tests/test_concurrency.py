@@ -41,14 +41,19 @@ def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, A
     db = tmp_path / "concurrent.sqlite"
     with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv:
         env = env_for(srv, db, cfg, "5")
+        # The sixth page is held while the readers read once: they certainly see the writer
+        # part-way, however slow the machine; then the update goes on beside more reads.
+        srv.add_fault("ctgov", "hold", on_request=6)
         proc = _start_update(env)
         try:
-            # Readers start once the schema exists and the first page is being fetched.
-            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 1, timeout=30)
+            assert srv.held.wait(60), "the update never reached its sixth page"
             seen: list[int] = []
             reads = 0
             while proc.poll() is None or reads < 2:
-                listed = tracker(["studies", "-f", "json"], env, timeout=60)
+                if reads == 1:
+                    srv.release()
+                # every stored study: the recorded ones are not MSC trials
+                listed = tracker(["studies", "--role", "all", "-f", "json"], env, timeout=60)
                 assert listed.returncode == 0, listed.stderr
                 assert listed.stderr == ""
                 rows = json.loads(listed.stdout)
@@ -62,8 +67,8 @@ def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, A
                 assert not seen or len(rows) >= seen[-1], "a reader saw rows disappear"
                 seen.append(len(rows))
 
-                rep = tracker(["report", "--since", "2000-01-01", "-f", "json"], env,
-                              timeout=60)
+                rep = tracker(["report", "--since", "2000-01-01", "--role", "all", "-f",
+                               "json"], env, timeout=60)
                 assert rep.returncode == 0, rep.stderr
                 assert rep.stderr == ""
                 data = json.loads(rep.stdout)
@@ -80,8 +85,8 @@ def test_readers_during_an_update(tmp_path: Path, studies_json: list[dict[str, A
                 _stop(proc, 5)
         assert proc.returncode == 0, err
         assert out.startswith(f"ctgov: {N_STUDIES} new"), out
-        # The readers really overlapped the writer: they saw it part-way.
-        assert any(0 < n < N_STUDIES for n in seen) or seen[0] < N_STUDIES, seen
+        # The readers really overlapped the writer: they saw it part-way (5 pages while held).
+        assert seen[0] == 5 * PAGE, seen
         assert len(snapshot(db)["studies"]) == N_STUDIES
         assert not srv.errors, srv.errors
 
@@ -97,15 +102,16 @@ def test_second_update_is_refused_while_one_runs(
     db = tmp_path / "locked.sqlite"
     with ReplayServer(ctgov_studies=many_studies(studies_json)) as srv, \
             ReplayServer(ctgov_studies=many_studies(studies_json)) as other:
-        # 12 pages at 2 a second: the first still runs when the second, a process that may
-        # take seconds to start on a loaded machine, asks for the lock.
-        env = env_for(srv, db, cfg, "2")
+        # The first update's second page is held until the second update has been refused:
+        # the first certainly still runs, however slow the machine is to start a process.
+        srv.add_fault("ctgov", "hold", on_request=2)
+        env = env_for(srv, db, cfg, "100")
         first = _start_update(env)
         try:
-            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
-            assert first.poll() is None
+            assert srv.held.wait(60), "the first update never reached its second page"
             second = tracker(["update", "--source", "ctgov"], env_for(other, db, cfg, "100"))
             still_running = first.poll() is None
+            srv.release()
             _, err = _stop(first)
         finally:
             if first.poll() is None:
@@ -189,11 +195,15 @@ def test_classify_during_an_update_is_refused_with_the_lock_message(
         env = env_for(srv, db, cfg, "5")
         assert tracker(["update", "--source", "ctgov"], env).returncode == 0
         srv.requests.clear()
+        # The update's second page is held until classify has run: the update is certainly
+        # mid-run (holding its lock) however slow the machine is to start a process.
+        srv.add_fault("ctgov", "hold", on_request=2)
         proc = subprocess.Popen([*CMD, "update", "--source", "ctgov", "--full"], env=env,
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            assert wait_for(lambda: len(srv.requests_for("ctgov")) >= 2, timeout=30)
+            assert srv.held.wait(60), "the update never reached its second page"
             during = tracker(["classify"], env)
+            srv.release()
             waited = tracker(["classify", "--wait", "60"], env, timeout=120)
             _stop(proc)
         finally:
