@@ -1,7 +1,12 @@
-"""Labels of every recorded record, to prove a change to the classifier's speed changes no label.
+"""Labels of every recorded record: which labels a change to the classifier moved (or proves
+that a change to its speed moved none).
 
     python benchmarks/label_snapshot.py --save before.jsonl      # on the old code
     python benchmarks/label_snapshot.py --compare before.jsonl   # on the new code: exit 1 on a diff
+
+``--compare`` prints, per family (relevance, role, condition groups, sources, origins,
+products, phase), how many records moved and the commonest moves ("relevance True -> False:
+12"), then the first ``--show`` records that differ with every moved field.
 
 The corpus is every record the repository holds: all 1,276 rows of the two ClinicalTrials.gov
 classic exports (tests/fixtures/ctgov_msc), every study of the recorded API v2 responses, every
@@ -17,6 +22,7 @@ import csv
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,9 @@ from tracker.evaluation import load_eval_rows, row_to_record
 
 FIX = ROOT / "tests" / "fixtures"
 EVAL = ROOT / "tests" / "eval"
+EVALSETS = ROOT / "tracker" / "evalsets"
+FAMILIES = ("relevant", "role", "minimally_manipulated", "groups", "sources", "origins",
+            "products", "phase")
 
 
 def _csv_rows() -> Iterator[tuple[str, Any]]:
@@ -71,7 +80,11 @@ def records() -> Iterator[tuple[str, Any]]:
         data = json.loads(path.read_text(encoding="utf-8"))
         for i, result in enumerate((data.get("resultList") or {}).get("result", [])):
             yield f"epmc:{path.name}:{i}", parse_result(result)
-    for path in (EVAL / "msc_eval.jsonl", EVAL / "heldout" / "heldout_labels.jsonl"):
+    for path in sorted((FIX / "ctgov_full_2022").glob("NCT*.json")):  # whole records
+        rec = parse_study(json.loads(path.read_text(encoding="utf-8")))
+        yield f"full:{path.name}", rec
+    for path in (EVALSETS / "msc_eval.jsonl", EVAL / "msc_eval.jsonl",
+                 EVAL / "heldout" / "heldout_labels.jsonl"):
         if path.is_file():
             for i, row in enumerate(load_eval_rows(path)):
                 if "kind" in row:
@@ -90,11 +103,17 @@ def snapshot() -> tuple[list[dict[str, Any]], float]:
         spent += time.perf_counter() - t0
         out.append({
             "id": rid, "relevant": labels.msc_relevant, "reason": labels.reason,
+            "role": getattr(labels, "role", None),
+            "minimally_manipulated": getattr(labels, "minimally_manipulated", None),
             "groups": labels.condition_groups, "sources": labels.cell_sources,
             "origins": labels.origins, "products": labels.products, "phase": labels.phase,
             "evidence": [[e.family, e.label, e.field, e.matched] for e in labels.evidence],
         })
     return out, spent
+
+
+def _key(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def main() -> int:
@@ -103,6 +122,7 @@ def main() -> int:
     group = ap.add_mutually_exclusive_group(required=True)
     group.add_argument("--save", type=Path, help="write the snapshot here")
     group.add_argument("--compare", type=Path, help="compare with a saved snapshot")
+    ap.add_argument("--show", type=int, default=20, help="records to list in full (20)")
     args = ap.parse_args()
     snap, spent = snapshot()
     print(f"{len(snap):,} records classified in {spent:.2f} s "
@@ -114,7 +134,15 @@ def main() -> int:
     old = {r["id"]: r for r in map(json.loads, args.compare.read_text().splitlines())}
     new = {r["id"]: r for r in snap}
     diffs = [rid for rid in old.keys() | new.keys() if old.get(rid) != new.get(rid)]
-    for rid in sorted(diffs)[:20]:
+    both = old.keys() & new.keys()
+    print(f"{len(new.keys() - old.keys())} records new, {len(old.keys() - new.keys())} gone")
+    for fam in FAMILIES:
+        moves = Counter((_key(old[r].get(fam)), _key(new[r].get(fam))) for r in both
+                        if old[r].get(fam) != new[r].get(fam))
+        if moves:
+            top = ", ".join(f"{a} -> {b}: {n}" for (a, b), n in moves.most_common(6))
+            print(f"  {fam:<22} {sum(moves.values()):>6} moved  ({top})")
+    for rid in sorted(diffs)[:args.show]:
         o, n = old.get(rid) or {}, new.get(rid) or {}
         keys = [k for k in (o.keys() | n.keys()) if o.get(k) != n.get(k)]
         print(f"DIFF {rid}: " + "; ".join(f"{k}: {o.get(k)!r} -> {n.get(k)!r}" for k in keys))

@@ -450,9 +450,16 @@ def classify_study(record: StudyRecord, rules: Rules) -> Labels:
 def classify_publication(record: PublicationRecord, rules: Rules) -> Labels:
     """Label one paper (phase from its PubMed publication types)."""
     ctx = _pub_ctx(record)
-    labels = _classify(ctx, rules)
-    verdict = paper_role(record, rules, labels.msc_relevant, ctx.titles + ctx.structured
-                         + ctx.free)
+    found: list[tuple[Hit, Field, str]] = []
+    relevant, reason, named_hits = _relevance(ctx, rules, found)
+    if relevant:
+        labels = _facets(ctx, rules, reason, named_hits)
+        if not any(f.name == "abstract" for _h, f, _k in found):
+            # what the abstract says was given: the role reads it too
+            found.extend((h, f, "msc") for h, f in _scan(rules, rules.msc, ctx.free))
+    else:
+        labels = Labels(False, reason, [], [], [], [], "UNKNOWN", ctx.evidence)
+    verdict = paper_role(record, rules, relevant, found)
     labels.role = verdict.role
     labels.evidence.extend(verdict.evidence)
     if labels.msc_relevant and verdict.role not in RELEVANT_ROLES:
@@ -488,13 +495,21 @@ def _facets(ctx: _Ctx, rules: Rules, reason: str,
     return Labels(True, reason, groups, sources, origins, products, "UNKNOWN", ev)
 
 
-def _relevance(ctx: _Ctx, rules: Rules) -> tuple[bool, str, list[tuple[str, str, str]]]:
+def _relevance(ctx: _Ctx, rules: Rules,
+               found: list[tuple[Hit, Field, str]] | None = None
+               ) -> tuple[bool, str, list[tuple[str, str, str]]]:
+    """A paper's relevance; ``found`` collects the MSC terms and products it read, with
+    their fields, for the role (``tracker.role.paper_role``)."""
     ev = ctx.evidence
+    found = [] if found is None else found
     strong_fields = ctx.structured + ctx.titles
     named_hits: list[tuple[str, str, str]] = []  # (named key, field, matched)
     for hit, f in _scan(rules, rules.named, strong_fields):
         named_hits.append((hit.label, f.name, hit.matched.strip()))
-    msc_hits = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.msc, strong_fields)]
+        found.append((hit, f, "named"))
+    msc_pairs = list(_scan(rules, rules.msc, strong_fields))
+    found.extend((h, f, "msc") for h, f in msc_pairs)
+    msc_hits = [(f.name, h.matched.strip()) for h, f in msc_pairs]
     for label, m in rules.msc.find_mesh(ctx.mesh, ("condition", "intervention", "heading")):
         msc_hits.append((f"{m.kind}_mesh", f"{m.term} ({m.mesh_id})"))
     prod: list[tuple[str, str]] = []
@@ -502,7 +517,9 @@ def _relevance(ctx: _Ctx, rules: Rules) -> tuple[bool, str, list[tuple[str, str,
     if not (msc_hits or named_hits):
         prod = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.product_terms,
                                                                 strong_fields)]
-        free_hits = [(f.name, h.matched.strip()) for h, f in _scan(rules, rules.msc, ctx.free)]
+        free_pairs = list(_scan(rules, rules.msc, ctx.free))
+        found.extend((h, f, "msc") for h, f in free_pairs)
+        free_hits = [(f.name, h.matched.strip()) for h, f in free_pairs]
     # Exclusions in free text only matter when free text is all the MSC evidence there is;
     # skipping that scan otherwise keeps classification cheap on the common cases.
     excl_fields = strong_fields + ctx.free if (prod or free_hits) else strong_fields

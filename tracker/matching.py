@@ -134,6 +134,7 @@ class LabelSet:
         "anchors",
         "exact",
         "exact_literals",
+        "exact_probe",
         "exact_map",
         "excl_mesh",
         "exclude",
@@ -228,6 +229,10 @@ class LabelSet:
         # every term contains rules most texts out first.
         self.exact_literals = tuple(sorted(
             t for t in set(exact_terms) if not any(u != t and u in t for u in exact_terms)))
+        # One C-level search for any of them (a Python loop over dozens of literals cost more
+        # than the scan itself once the product dictionary's codes joined the set).
+        self.exact_probe = (re.compile("|".join(map(re.escape, self.exact_literals)))
+                            if self.exact_literals else None)
 
     def may_match(self, words: frozenset[str], norm: str) -> bool:
         """False when no term of this set can occur in a text with these words."""
@@ -249,7 +254,8 @@ class LabelSet:
                 for label, rx in self.full.items():
                     if rx.fullmatch(matched) and not self._excluded(label, norm, s, e):
                         hits.append(Hit(label, matched, s, e))
-        if self.exact is not None and raw and any(t in raw for t in self.exact_literals):
+        if self.exact is not None and raw and self.exact_probe is not None and \
+                self.exact_probe.search(raw) is not None:
             for m in self.exact.finditer(raw):
                 for label in self.exact_map.get(m.group(0), ()):
                     hits.append(Hit(label, m.group(0), -1, -1))

@@ -46,7 +46,8 @@ RELEVANT_ROLES = frozenset({"therapy", "laboratory"})
 
 # Arms that receive nothing of the study's own (their descriptions name what others receive).
 _PASSIVE_ARMS = frozenset({"PLACEBO_COMPARATOR", "SHAM_COMPARATOR", "NO_INTERVENTION"})
-CUE_KINDS = ("endogenous", "manufacturing", "laboratory", "marker", "administration")
+_NOT_CELLS = frozenset({"DRUG", "DIETARY_SUPPLEMENT", "BEHAVIORAL", "RADIATION"})
+CUE_KINDS = ("endogenous", "manufacturing", "laboratory", "marker", "administration", "given")
 
 
 @dataclass(slots=True)
@@ -179,7 +180,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
     descriptions: list[tuple[Field, bool]] = []  # (description, its intervention is vague)
     # Descriptions of named non-MSC products (PRP "stimulating resident MSCs"): a mention.
     passing: list[Field] = []
-    specific_non_msc = vague_given = 0
+    specific_non_msc = vague_given = drug_like = 0
     for iv in record.interventions:
         nf = _field("intervention", iv.name)
         others = [f for f in (_field("intervention_other_name", o) for o in iv.other_names)
@@ -197,6 +198,9 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
         names.extend(others)
         specific_non_msc += non_msc
         vague_given += vague
+        # a drug, supplement, behaviour or radiation that names itself ("Semaglutide"): a
+        # trial of it may name MSCs in its title as what it measures
+        drug_like += not vague and (iv.type or "").upper() in _NOT_CELLS
         if df is not None:
             (passing.append(df) if non_msc else descriptions.append((df, vague)))
     arms = [f for a in record.arms if (a.type or "").upper() not in _PASSIVE_ARMS
@@ -219,7 +223,8 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
 
     verdict = _decide(rules, given=given, desc=desc, title=title, support=more,
                       observational=observational, n_interventions=len(record.interventions),
-                      specific_non_msc=specific_non_msc, vague_given=vague_given)
+                      specific_non_msc=specific_non_msc, vague_given=vague_given,
+                      drug_like=drug_like)
     role, reason, used = verdict
     if role == "none" and aside:
         role, used = "mention", aside[:1]
@@ -263,8 +268,8 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
 
 def _decide(rules: Rules, *, given: list[_Mention], desc: list[tuple[_Mention, bool]],
             title: list[_Mention], support: list[_Mention], observational: bool,
-            n_interventions: int, specific_non_msc: int, vague_given: int
-            ) -> tuple[str, str, list[_Mention]]:
+            n_interventions: int, specific_non_msc: int, vague_given: int,
+            drug_like: int = 0) -> tuple[str, str, list[_Mention]]:
     admin_given = [m for m in given if _admin(m)]
     admin_desc = [m for m, vague in desc if vague and _admin(m)]
     admin_title = [m for m in title if _admin(m) and "laboratory" not in m.cues]
@@ -281,7 +286,13 @@ def _decide(rules: Rules, *, given: list[_Mention], desc: list[tuple[_Mention, b
         return give, f"MSCs given: '{m.matched}' in the description of an intervention", \
             admin_desc
     all_mentions = given + [m for m, _ in desc] + title + support
-    if admin_title and (n_interventions == 0 or vague_given or observational):
+    # A title naming MSCs as the treatment ("MSCs for ..."), beside interventions that are
+    # procedures of delivery ("Bronchoscopy", "bone marrow aspirate", "tissue engineering"),
+    # is an MSC trial; beside nothing but named non-MSC products or drugs, it is not.
+    contradicted = n_interventions > 0 and not vague_given and (
+        specific_non_msc + drug_like >= n_interventions)
+    if admin_title and (observational or not contradicted
+                        or any("given" in m.cues for m in admin_title)):
         m = admin_title[0]
         return give, f"the title names MSCs as what is given: '{m.matched}'", admin_title
     admin_support = [m for m in support if _admin(m) and m.field.name != "keyword"
@@ -342,14 +353,19 @@ _ELIG = re.compile(r"(?i)\b(?:inclusion|exclusion|eligibility)\s+criteria\b")
 # --------------------------------------------------------------------------------------------
 # Papers
 # --------------------------------------------------------------------------------------------
+_PAPER_CUES = 8
 def paper_role(record: PublicationRecord, rules: Rules, relevant: bool,
-               fields: list[Field]) -> Role:
-    """The role of a paper the relevance reading judged (``fields``: title, keywords, MeSH
-    headings and abstract, as the classifier built them)."""
+               found: list[tuple[Hit, Field, str]]) -> Role:
+    """The role of a paper the relevance reading judged; ``found`` holds the MSC terms and
+    products it read (title, keywords, MeSH headings, abstract), which are not scanned again."""
     from tracker.classify import Evidence
 
     types = " ".join(record.publication_types).lower()
-    mentions = _mentions(rules, fields)
+    if not relevant:
+        found = found[:1]
+    # The sentences around the first mentions say enough (an abstract may name MSCs twenty
+    # times); reading each costs a few microseconds.
+    mentions = [_Mention(f, h, kind, _cues(rules.role, f, h)) for h, f, kind in found[:_PAPER_CUES]]
     mesh_ids = {m.mesh_id for m in record.mesh}
     if not relevant:
         if mentions:
