@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from importlib import resources
 import time
+from importlib import resources
 from pathlib import Path
 
 import pytest

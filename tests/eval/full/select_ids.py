@@ -12,7 +12,7 @@ import sys
 
 root = pathlib.Path(__file__).resolve().parents[3]
 src = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared/fixtures/ctgov_full_2022"
-close = re.compile(r"mesenchymal|\bMSCs?\b|stromal|stem[ -]cell", re.I)
+close = re.compile(r"mesenchymal|\bMSCs?\b|stromal|stem[ -]cell", re.IGNORECASE)
 files = sorted(src.glob("NCT*.json"))
 near = [f.stem for f in files if close.search(f.read_text(encoding="utf-8"))]
 rest = sorted(f.stem for f in files if f.stem not in set(near))

@@ -7,7 +7,6 @@ record's own text only; it never runs the classifier.
 import json
 import pathlib
 import sys
-import textwrap
 
 root = pathlib.Path(__file__).resolve().parents[3]
 FIX = root / "tests/fixtures/ctgov_full_2022"
