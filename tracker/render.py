@@ -289,10 +289,16 @@ def _title(row: Mapping[str, Any]) -> str:
 
 
 def _labels_of(row: Mapping[str, Any]) -> str:
-    """Condition groups, then cell source, origin and product, in words."""
+    """Condition groups, then cell source, origin and product, in words; how MSCs figure when
+    they are not given (laboratory, mention, ...)."""
     parts = [groups_line(_str_list(row.get("condition_groups"))),
              labels_line({k: _str_list(row.get(k))
                           for k in ("cell_sources", "origins", "products")})]
+    if row.get("minimally_manipulated"):
+        parts.append("minimally manipulated")
+    role = row.get("msc_role")
+    if role and role != "therapy":
+        parts.append(f"MSC role: {role}")
     return _cell("; ".join(p for p in parts if p))
 
 
