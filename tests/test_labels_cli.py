@@ -138,3 +138,60 @@ def test_evaluate_command_meets_bars() -> None:
     result = runner.invoke(app, ["evaluate"])
     assert result.exit_code == 0, result.output
     assert "relevance" in result.output and "condition_group" in result.output
+
+
+def prp_study(base: dict[str, Any], nct: str = "NCT09000002") -> dict[str, Any]:
+    """DERIVED from the real NCT04523987 like msc_study: a platelet-rich plasma trial whose
+    intervention description cites MSCs (the classifier must call it a mention)."""
+    study = msc_study(base, nct)
+    proto = study["protocolSection"]
+    proto["identificationModule"]["briefTitle"] = "Platelet-Rich Plasma for Knee Osteoarthritis"
+    proto["armsInterventionsModule"] = {"interventions": [{
+        "type": "BIOLOGICAL", "name": "Platelet-rich plasma",
+        "description": "Leukocyte-poor PRP; platelet growth factors are thought to act on "
+                       "resident mesenchymal stem cells."}]}
+    return study
+
+
+@pytest.fixture
+def role_db(tmp_path: Path, studies_json: list[dict[str, Any]]) -> str:
+    path = tmp_path / "roles.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    base = next(s for s in studies_json
+                if s["protocolSection"]["identificationModule"]["nctId"] == "NCT04523987")
+    body = orjson.dumps({"studies": [*studies_json, msc_study(base), prp_study(base)]})
+    settings = load_settings({"db": str(path)}, env={})
+    items, _, _ = parse_page(body)
+    summary = RunSummary("ctgov", 1, Window(None, dt.date.today()))
+    ingest_page(engine, ClinicalTrialsGov(settings.source("ctgov")), Page(items), 1, summary,
+                load_rules())
+    engine.dispose()
+    return str(path)
+
+
+def test_role_is_stored_at_ingest_and_filters_every_listing(role_db: str) -> None:
+    default = _json("studies", "--db", role_db, "-f", "json")
+    assert [(r["registry_id"], r["msc_role"]) for r in default] == [("NCT09000001", "therapy")]
+    assert default[0]["minimally_manipulated"] is False
+    every = _json("studies", "--db", role_db, "-f", "json", "--role", "all")
+    assert len(every) == 13 and {r["msc_role"] for r in every} == {"therapy", "mention", "none"}
+    assert [r["registry_id"] for r in every if r["msc_role"] == "mention"] == ["NCT09000002"]
+    only = _json("studies", "--db", role_db, "-f", "json", "--role", "mention,therapy")
+    assert sorted(r["registry_id"] for r in only) == ["NCT09000001", "NCT09000002"]
+    rep = _json("report", "--db", role_db, "--since", "2000-01-01", "-f", "json", "--role",
+                "mention")
+    assert [s["registry_id"] for s in rep["studies"]] == ["NCT09000002"]
+    detail = _json("show", "NCT09000002", "--db", role_db, "-f", "json")
+    assert detail["msc_role"] == "mention" and detail["msc_relevant"] is False
+    assert "not a" in detail["relevance_reason"] or "mention" in detail["relevance_reason"]
+    table = runner.invoke(app, ["show", "NCT09000002", "--db", role_db])
+    assert "mention: MSCs only mentioned" in table.output
+
+
+def test_bad_role_is_one_line(role_db: str) -> None:
+    result = runner.invoke(app, ["studies", "--db", role_db, "--role", "thrapy"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --role 'thrapy' is not one of: therapy, laboratory, manufacturing, endogenous, "
+        "mention, none, all"]
