@@ -181,3 +181,51 @@ def test_intervention_name_is_not_negated() -> None:
         "GENETIC", "surgical treatment of non union with mesenchymal stem cells"),
         title="Nonunion of Long Bone Fracture", official_title=None)
     assert role_of(rec)[0] == "therapy"
+
+
+# ------------------------------------------------------------------------------ papers -------
+
+@cache
+def _paper():
+    from pathlib import Path
+
+    from sources.pubmed import parse_efetch
+
+    path = Path(__file__).parent / "fixtures" / "pubmed" / "efetch_pubmed_20412080.xml"
+    return next(r for r in parse_efetch(path.read_bytes()) if not r.deleted)
+
+
+def paper(title: str, abstract: str, types: tuple[str, ...] = ("Journal Article",)):
+    """The real PubMed record 20412080 with its title, abstract and publication types
+    replaced (crafted wording; MeSH and keywords dropped so that they decide nothing)."""
+    return dataclasses.replace(_paper(), title=title, abstract=abstract,
+                               publication_types=list(types), mesh=[], keywords=[])
+
+
+@pytest.mark.parametrize("title, abstract, types, role", [
+    ("Intra-articular mesenchymal stem cells in a rat model of osteoarthritis",
+     "Rats received an intra-articular injection of 1x10^6 bone marrow mesenchymal stem cells "
+     "or saline. Cartilage repair was scored at 8 weeks.", ("Journal Article",), "therapy"),
+    ("Hypoxia and the secretome of mesenchymal stromal cells",
+     "Mesenchymal stromal cells were isolated from bone marrow and cultured in vitro under "
+     "hypoxia; proliferation and differentiation were measured.", ("Journal Article",),
+     "laboratory"),
+    ("Mesenchymal stem cells for knee osteoarthritis: a systematic review",
+     "We reviewed trials of mesenchymal stem cells for knee osteoarthritis.",
+     ("Journal Article", "Systematic Review"), "therapy"),
+    ("Umbilical cord mesenchymal stem cells in knee osteoarthritis: a phase 2 trial",
+     "Patients were randomised to umbilical cord mesenchymal stem cells or hyaluronic acid.",
+     ("Clinical Trial, Phase II", "Randomized Controlled Trial"), "therapy"),
+    ("Platelet-rich plasma in tennis elbow",
+     "Platelet-rich plasma was injected. Growth factors may act on mesenchymal stem cells.",
+     ("Journal Article",), "mention"),
+    ("Exercise and tendon healing",
+     "Tendon healing after eccentric exercise was followed for a year.", ("Journal Article",),
+     "none"),
+])
+def test_paper_roles(title: str, abstract: str, types: tuple[str, ...], role: str) -> None:
+    from tracker.classify import classify_publication
+
+    lab = classify_publication(paper(title, abstract, types), rules())
+    assert lab.role == role, lab.reason
+    assert lab.msc_relevant == (role in ("therapy", "laboratory"))

@@ -387,6 +387,11 @@ def paper_role(record: PublicationRecord, rules: Rules, relevant: bool,
             return Role(role, f"MSCs {_WHAT[role]}: '{m.matched}' in {m.field.name}",
                         evidence=[Evidence("relevance", role, m.field.name, m.matched)])
     lab = [m for m in mentions if "laboratory" in m.cues]
+    if not lab and mentions and all(m.field.name == "abstract" for m in mentions):
+        # named only in the abstract, neither given nor studied there: in passing
+        m = mentions[0]
+        return Role("mention", f"MSCs only mentioned: '{m.matched}' in the abstract",
+                    evidence=[Evidence("relevance", "mention", m.field.name, m.matched)])
     if lab and "review" not in types:
         m = lab[0]
         return Role("laboratory", f"isolated MSCs studied: '{m.matched}' in {m.field.name}",
