@@ -193,5 +193,5 @@ def test_bad_role_is_one_line(role_db: str) -> None:
     result = runner.invoke(app, ["studies", "--db", role_db, "--role", "thrapy"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "error: --role 'thrapy' is not one of: therapy, laboratory, manufacturing, endogenous, "
-        "mention, none, all"]
+        ("error: --role 'thrapy' is not one of: therapy, laboratory, manufacturing, endogenous, "
+        "mention, none, all")]

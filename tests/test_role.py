@@ -204,11 +204,11 @@ def paper(title: str, abstract: str, types: tuple[str, ...] = ("Journal Article"
 
 @pytest.mark.parametrize("title, abstract, types, role", [
     ("Intra-articular mesenchymal stem cells in a rat model of osteoarthritis",
-     "Rats received an intra-articular injection of 1x10^6 bone marrow mesenchymal stem cells "
-     "or saline. Cartilage repair was scored at 8 weeks.", ("Journal Article",), "therapy"),
+     ("Rats received an intra-articular injection of 1x10^6 bone marrow mesenchymal stem cells "
+     "or saline. Cartilage repair was scored at 8 weeks."), ("Journal Article",), "therapy"),
     ("Hypoxia and the secretome of mesenchymal stromal cells",
-     "Mesenchymal stromal cells were isolated from bone marrow and cultured in vitro under "
-     "hypoxia; proliferation and differentiation were measured.", ("Journal Article",),
+     ("Mesenchymal stromal cells were isolated from bone marrow and cultured in vitro under "
+     "hypoxia; proliferation and differentiation were measured."), ("Journal Article",),
      "laboratory"),
     ("Mesenchymal stem cells for knee osteoarthritis: a systematic review",
      "We reviewed trials of mesenchymal stem cells for knee osteoarthritis.",
