@@ -189,10 +189,12 @@ class LabelSet:
             ex_ids = str_list(spec, "exclude_mesh_ids", ctx)
             if ex_ids:
                 self.excl_mesh[label] = frozenset(norm_mesh_id(x) or x for x in ex_ids)
-        # A term can only match where its first word stands as a word of the text (a one-word
-        # term possibly plural); a field none of whose words is such a first word is skipped
-        # without running the scanner. Custom patterns, and terms whose first word is a
-        # wildcard, cannot be ruled out this way.
+        # A term can only match where each of its words stands as a word of the text (its
+        # last word possibly plural, a wildcard word as a prefix). Each term is gated on its
+        # longest plain word, the rarest in practice ("cure" of "c cure", "asc" of "allo
+        # asc"): a field holding none of the gate words is skipped without running the
+        # scanner. Custom patterns, and terms whose every word is a wildcard, cannot be ruled
+        # out this way.
         self.first_words: set[str] = set()
         wild_prefixes: list[str] = []
         # Patterns are opaque, but a set whose every pattern-bearing spec lists
@@ -203,17 +205,21 @@ class LabelSet:
         self.anchors = tuple(a.lower() for spec in anchored
                              for a in spec.get("pattern_anchors") or ())
         for term in all_terms:
-            first, _, rest = term.partition(" ")
-            if "*" in first:
-                prefix = first.split("*", 1)[0]
+            words = term.split(" ")
+            plain = [(w not in _COMMON and not w.isdigit(), len(w), i)
+                     for i, w in enumerate(words) if "*" not in w]
+            if not plain:
+                prefix = words[0].split("*", 1)[0]
                 if prefix:
                     wild_prefixes.append(prefix)
                 else:
                     self.always_scan = True
-            else:
-                self.first_words.add(first)
-                if not rest:
-                    self.first_words.update((first + "s", first + "es"))
+                continue
+            *_, i = max(plain)
+            gate = words[i]
+            self.first_words.add(gate)
+            if i == len(words) - 1:
+                self.first_words.update((gate + "s", gate + "es"))
         self.wild = (re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(wild_prefixes))))
                                 + ")") if wild_prefixes else None)
         scan_parts = []
@@ -296,6 +302,16 @@ def str_list(spec: dict[str, Any], key: str, ctx: str) -> list[str]:
         raise RulesError(f"{ctx}.{key} must be a list of strings")
     return value
 
+
+
+# Words too common in records to gate a term on (a term holding a rarer one is gated on that):
+# "derived" of "bone marrow derived stem cell", "cells" of "multipotent stromal cells", ...
+_COMMON = frozenset({
+    "cell", "cells", "stem", "derived", "bone", "marrow", "human", "tissue", "factor",
+    "factors", "health", "concentration", "therapy", "treatment", "product", "molecules",
+    "from", "with", "and", "of", "the", "for", "in", "medium", "media", "blood", "culture",
+    "patients", "study", "injection", "infusion", "transplantation", "stromal", "adult",
+})
 
 
 # --------------------------------------------------------------------------------------------

@@ -104,11 +104,19 @@ class _Mention:
     field: Field
     hit: Hit
     kind: str       # msc | named | product
-    cues: frozenset[str]
+    rr: RoleRules
+    _cues: frozenset[str] | None = None
 
     @property
     def matched(self) -> str:
         return self.hit.matched.strip()
+
+    @property
+    def cues(self) -> frozenset[str]:
+        """The cue kinds around the mention, read when first asked for."""
+        if self._cues is None:
+            self._cues = _cues(self.rr, self.field, self.hit)
+        return self._cues
 
 
 def _cues(rr: RoleRules, f: Field, hit: Hit) -> frozenset[str]:
@@ -137,18 +145,20 @@ def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
     return rules.negation.search(window) is not None
 
 
-def _mentions(rules: Rules, fields: Iterable[Field], negate: bool = True) -> list[_Mention]:
-    """Every MSC term, dictionary product and MSC-derived product named in ``fields``."""
+def _mentions(rules: Rules, fields: Iterable[Field], negate: bool = True,
+              named: bool = True) -> list[_Mention]:
+    """Every MSC term, MSC-derived product and (``named``) dictionary product in ``fields``."""
     rr = rules.role
+    sets = ((("named", rules.named),) if named else ()) + (
+        ("msc", rules.msc), ("product", rules.product_terms))
     out: list[_Mention] = []
     for f in fields:
         norm, raw, words = f.norm, f.raw, f.words
-        for kind, ls in (("named", rules.named), ("msc", rules.msc),
-                         ("product", rules.product_terms)):
+        for kind, ls in sets:
             for hit in ls.find(norm, raw, words):
                 if negate and _negated(rules, f, hit):
                     continue
-                out.append(_Mention(f, hit, kind, _cues(rr, f, hit)))
+                out.append(_Mention(f, hit, kind, rr))
     return out
 
 
@@ -215,17 +225,24 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
     observational = (record.study_type or "").upper().startswith("OBSERV")
 
     given = _mentions(rules, names + arms)
-    desc = [(m, vague) for df, vague in descriptions for m in _mentions(rules, [df])]
-    aside = _mentions(rules, passing)
     title = _mentions(rules, titles)
-    more = _mentions(rules, support)
-    mesh = rules.msc.find_mesh(record.mesh, ("condition", "intervention"))
-
-    verdict = _decide(rules, given=given, desc=desc, title=title, support=more,
-                      observational=observational, n_interventions=len(record.interventions),
-                      specific_non_msc=specific_non_msc, vague_given=vague_given,
-                      drug_like=drug_like)
-    role, reason, used = verdict
+    counts = {"observational": observational, "n_interventions": len(record.interventions),
+              "specific_non_msc": specific_non_msc, "vague_given": vague_given,
+              "drug_like": drug_like}
+    # What is given and the titles decide most records; the long descriptions and summaries
+    # are read only when they did not (they cost most of the reading).
+    desc: list[tuple[_Mention, bool]] = []
+    aside: list[_Mention] = []
+    role, reason, used = _decide(rules, given=given, desc=desc, title=title, support=[],
+                                 **counts)
+    if role not in RELEVANT_ROLES:
+        desc = [(m, vague) for df, vague in descriptions for m in _mentions(rules, [df])]
+        aside = _mentions(rules, passing)
+        more = _mentions(rules, support, named=bool(vague_given))
+        role, reason, used = _decide(rules, given=given, desc=desc, title=title,
+                                     support=more, **counts)
+    mesh = rules.msc.find_mesh(record.mesh, ("condition", "intervention")) \
+        if role == "none" else []
     if role == "none" and aside:
         role, used = "mention", aside[:1]
         reason = (f"MSCs only mentioned: '{aside[0].matched}' in the description of a "
@@ -238,7 +255,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
                             _field("reference", " | ".join(
                                 r.citation for r in record.references if r.citation)))
                 if f is not None]
-        found = _mentions(rules, rest, negate=False)
+        found = _mentions(rules, rest, negate=False, named=False)
         if found or mesh:
             role = "mention"
             where = (found[0].field.name, found[0].matched) if found else (
@@ -365,7 +382,7 @@ def paper_role(record: PublicationRecord, rules: Rules, relevant: bool,
         found = found[:1]
     # The sentences around the first mentions say enough (an abstract may name MSCs twenty
     # times); reading each costs a few microseconds.
-    mentions = [_Mention(f, h, kind, _cues(rules.role, f, h)) for h, f, kind in found[:_PAPER_CUES]]
+    mentions = [_Mention(f, h, kind, rules.role) for h, f, kind in found[:_PAPER_CUES]]
     mesh_ids = {m.mesh_id for m in record.mesh}
     if not relevant:
         if mentions:
