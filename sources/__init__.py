@@ -1,69 +1,71 @@
-"""The public sources the tracker reads, one module each, behind ``sources.base.Source``."""
+"""The public sources the tracker reads, one module each, behind ``sources.base.Source``.
+
+Adding a source is one module (a ``BaseSource`` subclass) and one line in :data:`SOURCES`.
+Everything else is derived from that line: the sources ``tracker update`` runs and their
+order (:data:`REGISTRY`), the parsers of stored raw records that ``tracker classify``, the
+history and the search index use (:data:`RAW_PARSERS`, by the name a stored record carries).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tracker.config import Settings
 from tracker.errors import ConfigError
 
-
-def _ctgov(settings: Settings) -> Any:
-    from sources.clinicaltrials_gov import ClinicalTrialsGov
-
-    return ClinicalTrialsGov(settings.source("ctgov"))
-
-
-def _pubmed(settings: Settings) -> Any:
-    from sources.pubmed import PubMed
-
-    src = settings.source("pubmed")
-    return PubMed(src, email=settings.contact_email, api_key=settings.pubmed_api_key,
-                  **({"ceiling": src.max_window} if src.max_window else {}))
-
-
-def _europepmc(settings: Settings) -> Any:
-    from sources.europepmc import EuropePMC
-
-    return EuropePMC(settings.source("europepmc"), email=settings.contact_email)
-
-
-# name -> factory(settings) -> Source. The order is the order ``tracker update`` runs them in.
-REGISTRY: dict[str, Callable[[Settings], Any]] = {
-    "ctgov": _ctgov,
-    "pubmed": _pubmed,
-    "europepmc": _europepmc,
+# name -> "module:Class". The order is the order ``tracker update`` runs them in.
+SOURCES: dict[str, str] = {
+    "ctgov": "sources.clinicaltrials_gov:ClinicalTrialsGov",
+    "pubmed": "sources.pubmed:PubMed",
+    "europepmc": "sources.europepmc:EuropePMC",
 }
 
 
-def _ctgov_raw(raw: bytes) -> Any:
-    from sources.clinicaltrials_gov import parse_study
-
-    return parse_study(raw)
-
-
-def _pubmed_raw(raw: bytes) -> Any:
-    from sources.pubmed import item_from_bytes, parse_item
-
-    return parse_item(item_from_bytes(raw))
+def source_class(name: str) -> Any:
+    """The class of source ``name`` (imported on first use); ConfigError for another name."""
+    try:
+        module, cls = SOURCES[name].split(":")
+    except KeyError:
+        raise ConfigError(
+            f"unknown source {name!r}; valid sources: {', '.join(SOURCES)}") from None
+    return getattr(importlib.import_module(module), cls)
 
 
-def _europepmc_raw(raw: bytes) -> Any:
-    import orjson
+class _Factories(Mapping[str, Callable[[Settings], Any]]):
+    """name -> factory(settings) -> Source, in run order (``tracker update``, ``status``)."""
 
-    from sources.europepmc import parse_result
+    def __getitem__(self, name: str) -> Callable[[Settings], Any]:
+        if name not in SOURCES:
+            raise KeyError(name)
+        return lambda settings: source_class(name).from_settings(settings)
 
-    return parse_result(orjson.loads(raw))
+    def __iter__(self) -> Iterator[str]:
+        return iter(SOURCES)
+
+    def __len__(self) -> int:
+        return len(SOURCES)
 
 
-# name -> parse(stored raw bytes) -> normalised record: how a stored raw record (current or an
-# earlier version) is read again without the network, by ``tracker classify`` and the history.
-RAW_PARSERS: dict[str, Callable[[bytes], Any]] = {
-    "ctgov": _ctgov_raw,
-    "pubmed": _pubmed_raw,
-    "europepmc": _europepmc_raw,
-}
+class _RawParsers(Mapping[str, Callable[[bytes], Any]]):
+    """name -> parse(stored raw bytes) -> normalised record: how a stored raw record (current
+    or an earlier version) is read again without the network."""
+
+    def __getitem__(self, name: str) -> Callable[[bytes], Any]:
+        if name not in SOURCES:
+            raise KeyError(name)
+        return source_class(name).parse_raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SOURCES)
+
+    def __len__(self) -> int:
+        return len(SOURCES)
+
+
+REGISTRY: Mapping[str, Callable[[Settings], Any]] = _Factories()
+RAW_PARSERS: Mapping[str, Callable[[bytes], Any]] = _RawParsers()
 
 
 def parse_raw(name: str, raw: bytes) -> Any:
@@ -78,10 +80,4 @@ def parse_raw(name: str, raw: bytes) -> Any:
 
 def get_source(name: str, settings: Settings) -> Any:
     """Build the source called ``name``; raises ConfigError listing the valid names."""
-    try:
-        factory = REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown source {name!r}; valid sources: {', '.join(REGISTRY)}"
-        ) from None
-    return factory(settings)
+    return source_class(name).from_settings(settings)

@@ -3,6 +3,12 @@
 A source knows how to ask its API for a window of records (``fetch``, a generator of pages that
 does the I/O) and how to turn one raw record into a normalised record (``parse``, pure). It knows
 nothing of the database; ``tracker.pipeline`` joins the two.
+
+The whole contract is :class:`Source` (typed); :class:`BaseSource` gives every optional part a
+declared default, and a source says what more it can do in ``capabilities`` (the pipeline reads
+that set, it never probes for attributes). The shared readers of response bodies are here too:
+:func:`parse_json` and :func:`parse_xml` (no entities, no DTD, no network) raise one
+:class:`~tracker.errors.ParseError` wording for every source.
 """
 
 from __future__ import annotations
@@ -10,10 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+import orjson
+from lxml import etree
 
 from db.records import PublicationRecord, StudyRecord
-from tracker.errors import IncompleteError
+from tracker.errors import IncompleteError, ParseError
 
 
 @dataclass(frozen=True)
@@ -58,23 +67,28 @@ def pages_for(records: int, page_size: int) -> int:
     return max(1, -(-max(0, records) // max(1, page_size)))
 
 
-class Source(Protocol):
-    """What the pipeline needs of a source module.
+# What a source may declare in ``capabilities`` beyond the required contract:
+FETCH_IDS = "fetch_ids"      # fetch_ids(http, ids): records by id (the quarantine's re-fetch)
+FINGERPRINT = "fingerprint"  # fingerprint(item): (id, hash) before parsing (skip unchanged)
+LARGE_PAGES = "large_pages"  # pages of many MB: give memory back to the system after each
+CAPABILITIES = frozenset({FETCH_IDS, FINGERPRINT, LARGE_PAGES})
 
-    Every source also offers ``count(http, window) -> SourceCount``: one cheap request that
-    asks the API how many records the window holds (CT.gov ``countTotal`` on a one-study
-    page, esearch ``rettype=count``, Europe PMC ``hitCount`` on a one-record page).
-    """
+
+class Source(Protocol):
+    """Everything the pipeline, the dry run, ``tracker classify`` and the history ask of a
+    source. ``name`` is the source (how records are fetched); ``registry`` is the registry
+    its records belong to (the same for a registry's own API; a multi-registry source such as
+    an ICTRP export says so per record)."""
 
     name: str
     kind: str  # "study" or "publication"
+    registry: str
+    capabilities: frozenset[str]
+    batch_size: int  # records stored per batch (a transaction holds a page)
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
         """Yield the pages of ``window``; raise FetchError/ParseError when the API fails."""
         ...
-
-    # Optional: ``fetch_ids(http, ids) -> Iterator[Page]`` fetches records by their source ids
-    # (the pipeline asks again for quarantined records with it at the end of a run).
 
     def parse(self, item: Any) -> StudyRecord | PublicationRecord:
         """Normalise one raw record; raise ParseError when it lacks what a record needs."""
@@ -84,9 +98,101 @@ class Source(Protocol):
         """The source's own id for a raw record, if it can be read (for quarantine rows)."""
         ...
 
-    def count(self, http: Any, window: Window) -> SourceCount:
-        """How many records ``window`` holds, in one request, and the requests a run needs."""
+    def item_bytes(self, item: Any) -> bytes:
+        """The raw record as bytes (stored beside the record and in the quarantine)."""
         ...
+
+    def count(self, http: Any, window: Window) -> SourceCount:
+        """How many records ``window`` holds, in one cheap request (CT.gov ``countTotal`` on
+        a one-study page, esearch ``rettype=count``, Europe PMC ``hitCount``), and the
+        requests a run needs."""
+        ...
+
+    def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Page]:
+        """Records by their source ids (capability ``fetch_ids``)."""
+        ...
+
+    def fingerprint(self, item: Any) -> tuple[str, str] | None:
+        """(source id, content hash) of a raw record before parsing (``fingerprint``)."""
+        ...
+
+    @staticmethod
+    def parse_raw(raw: bytes) -> StudyRecord | PublicationRecord:
+        """Normalise a stored raw record (``item_bytes`` of an earlier run) again."""
+        ...
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Source:
+        """The source as ``tracker update`` builds it from the run's settings."""
+        ...
+
+
+class BaseSource:
+    """Declared defaults for the optional parts of :class:`Source`: a source subclasses it,
+    sets ``name``, ``kind`` and ``registry``, implements the required methods and lists what
+    more it offers in ``capabilities``."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    registry: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    batch_size: ClassVar[int] = 200
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BaseSource:
+        """The source as ``tracker update`` builds it from the run's settings."""
+        return cls(settings.source(cls.name))  # type: ignore[call-arg]
+
+    def fetch_ids(self, http: Any, ids: list[str]) -> Iterator[Page]:
+        raise NotImplementedError(f"{self.name} cannot fetch records by id")
+
+    def fingerprint(self, item: Any) -> tuple[str, str] | None:
+        return None
+
+    def has(self, capability: str) -> bool:
+        """True when the source declares ``capability`` (one of CAPABILITIES)."""
+        return capability in self.capabilities
+
+
+def not_json(what: str, body: bytes, detail: object,
+             error: type[ParseError] = ParseError) -> ParseError:
+    """The one wording of "this body is not JSON": what, why, how it starts, what to do."""
+    head = body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
+    return error(f"{what} is not JSON ({' '.join(str(detail).split())}); it starts {head!r}. "
+                 "The API or a proxy sent an error page or a cut body; run again later")
+
+
+def parse_json(body: bytes, what: str, error: type[ParseError] = ParseError) -> Any:
+    """A JSON body, or :func:`not_json`'s error."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise not_json(what, body, exc, error) from None
+
+
+# One parser for every XML body: no DTD fetch (efetch bodies name an http(s) DTD), no network,
+# no entity expansion (XXE / billion laughs), no huge-tree mode. lxml parsers may be shared.
+XML_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+)
+
+
+def parse_xml(body: bytes, what: str, error: type[ParseError] = ParseError) -> Any:
+    """An XML body as an lxml element, parsed safely; ``error`` (a ParseError) when it is
+    empty or not well-formed."""
+    if not body or body.isspace():  # isspace scans without copying (strip copied the body)
+        raise error(f"{what} is empty")
+    try:
+        return etree.fromstring(body, XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        head = body[:80].decode("utf-8", "replace").strip()
+        raise error(f"{what} is not well-formed XML ({' '.join(str(exc).split())}); it starts "
+                    f"{head!r}") from exc
 
 
 # Paging bounds. A window holds at most ``ceil(total / page_size)`` pages; a source may send a

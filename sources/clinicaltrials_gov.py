@@ -19,7 +19,19 @@ import orjson
 import simdjson
 
 from db.records import Arm, Intervention, Mesh, Reference, SecondaryId, StudyRecord, content_hash
-from sources.base import Page, SourceCount, Window, endless_paging, page_limit, pages_for
+from sources.base import (
+    FETCH_IDS,
+    FINGERPRINT,
+    LARGE_PAGES,
+    BaseSource,
+    Page,
+    SourceCount,
+    Window,
+    endless_paging,
+    not_json,
+    page_limit,
+    pages_for,
+)
 from tracker.config import SourceSettings
 from tracker.errors import FetchError, ParseError
 from tracker.taxonomy import ctgov_phase, ctgov_status
@@ -74,11 +86,7 @@ def parse_page(body: bytes) -> tuple[list[RawStudy], int | None, str | None]:
     try:
         doc = simdjson.Parser().parse(body)
     except ValueError as exc:
-        head = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
-        raise ParseError(
-            f"ctgov: response is not valid JSON ({str(exc).split(':')[0]}); it starts "
-            f"{head!r}. The API or a proxy sent an error page or a cut body; run again later"
-        ) from None
+        raise not_json("ctgov: response", body, str(exc).split(":")[0]) from None
     studies = doc.get("studies") if isinstance(doc, simdjson.Object) else None
     if not isinstance(studies, simdjson.Array):
         raise ParseError("ctgov: response has no 'studies' list; the API changed shape")
@@ -99,8 +107,7 @@ def parse_one(body: bytes) -> RawStudy:
     try:
         doc = simdjson.Parser().parse(body)
     except ValueError as exc:
-        raise ParseError(f"ctgov: a single-study response is not valid JSON "
-                         f"({str(exc).split(':')[0]}); run again later") from None
+        raise not_json("ctgov: a single-study response", body, str(exc).split(":")[0]) from None
     if not isinstance(doc, simdjson.Object):
         raise ParseError("ctgov: a single-study response is not a JSON object")
     return RawStudy(_lazy_nct(doc), doc.mini)
@@ -342,14 +349,19 @@ def parse_study(
     )
 
 
-class ClinicalTrialsGov:
+class ClinicalTrialsGov(BaseSource):
     """The ClinicalTrials.gov source (``ctgov``)."""
 
     name = NAME
     kind = "study"
+    registry = NAME
     # A page of 1000 studies is tens of MB of JSON and a parse tape several times that:
     # the pipeline hands the freed heap back to the OS after each one (release_memory).
-    large_pages = True
+    capabilities = frozenset({FETCH_IDS, FINGERPRINT, LARGE_PAGES})
+
+    @staticmethod
+    def parse_raw(raw: bytes) -> StudyRecord:
+        return parse_study(raw)
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings

@@ -24,6 +24,7 @@ import orjson
 from bs4 import BeautifulSoup
 
 from db.records import Mesh, PublicationRecord, content_hash
+from sources.base import BaseSource, parse_json
 from tracker.errors import ParseError, TrackerError
 
 __all__ = [
@@ -267,13 +268,7 @@ def parse_search_envelope(body: bytes) -> tuple[int, str | None, list[Any]]:
     Raises ``EuropePMCParseError`` when the body is not JSON (HTML error page, XML/DC format,
     truncated download) or has no ``resultList``/``hitCount``.
     """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        head = body[:80].decode("utf-8", "replace").strip()
-        raise EuropePMCParseError(
-            f"europepmc: search body is not JSON ({exc}); starts {head!r}"
-        ) from exc
+    doc = parse_json(body, "europepmc: search body", EuropePMCParseError)
     if not isinstance(doc, dict):
         raise EuropePMCParseError(
             f"europepmc: search JSON is a {type(doc).__name__}, not an object"
@@ -296,12 +291,21 @@ def parse_search_envelope(body: bytes) -> tuple[int, str | None, list[Any]]:
     return hit_count, next_cursor, results
 
 
-class EuropePMC:
+class EuropePMC(BaseSource):
     """The Europe PMC source (``europepmc``): cursor-paged search, incremental by FIRST_IDATE."""
 
     name = SOURCE
     kind = "publication"
+    registry = SOURCE
     batch_size = 1000  # records are small: store a whole page in one batch
+
+    @staticmethod
+    def parse_raw(raw: bytes) -> PublicationRecord:
+        return parse_result(orjson.loads(raw))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EuropePMC:
+        return cls(settings.source(cls.name), email=settings.contact_email)
 
     def __init__(self, settings: Any, *, email: str | None = None) -> None:
         self.settings = settings

@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from lxml import etree
 
 from db.records import DataBankAccession, Mesh, PublicationRecord, content_hash
+from sources.base import FETCH_IDS, FINGERPRINT, XML_PARSER, BaseSource, parse_json, parse_xml
 from tracker.errors import FetchError, IncompleteError, ParseError, TrackerError
 
 __all__ = [
@@ -184,28 +184,12 @@ class ESearchResult:
     errors: list[str] = field(default_factory=list)
 
 
-# One parser for every body: no DTD fetch (efetch bodies name an http(s) DTD), no network,
-# no entity expansion (XXE / billion laughs), no huge-tree mode. lxml parsers may be shared.
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+# The one hardened parser of every XML body (sources.base: no DTD, no network, no entities).
+_XML_PARSER = XML_PARSER
 
 
 def _parse_xml(body: bytes, what: str) -> etree._Element:
-    if not body or body.isspace():  # isspace scans without copying (strip copied the body)
-        raise PubMedParseError(f"pubmed: empty {what} body")
-    try:
-        return etree.fromstring(body, _XML_PARSER)
-    except etree.XMLSyntaxError as exc:
-        head = body[:80].decode("utf-8", "replace").strip()
-        raise PubMedParseError(
-            f"pubmed: {what} body is not well-formed XML ({_squash(str(exc))}); starts {head!r}"
-        ) from exc
+    return parse_xml(body, f"pubmed: {what} body", PubMedParseError)
 
 
 # A record's bytes cut from an efetch body lose the body's DOCTYPE. In a document with an
@@ -249,13 +233,7 @@ def parse_esearch_json(body: bytes) -> ESearchResult:
     Raises ``PubMedServerError`` on an ``ERROR`` key or a non-empty ``errorlist``, and
     ``PubMedParseError`` when the body is not JSON or lacks ``esearchresult``/``count``.
     """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        head = body[:80].decode("utf-8", "replace").strip()
-        raise PubMedParseError(
-            f"pubmed: esearch body is not JSON ({exc}); starts {head!r}"
-        ) from exc
+    doc = parse_json(body, "pubmed: esearch body", PubMedParseError)
     if not isinstance(doc, dict):
         raise PubMedParseError(f"pubmed: esearch JSON is a {type(doc).__name__}, not an object")
     if "error" in doc and "esearchresult" not in doc:
@@ -1018,7 +996,7 @@ ESEARCH_CEILING = 9999  # PubMed esearch reaches only the first 9,999 records of
 ID_BATCH = 200  # PMIDs per efetch-by-id call
 
 
-class PubMed:
+class PubMed(BaseSource):
     """The PubMed source (``pubmed``): esearch date windows, efetch XML from the History server.
 
     Incremental runs ask by Entrez date (``edat``) and then by modification date (``mdat``), so
@@ -1029,6 +1007,18 @@ class PubMed:
 
     name = SOURCE
     kind = "publication"
+    registry = SOURCE
+    capabilities = frozenset({FETCH_IDS, FINGERPRINT})
+
+    @staticmethod
+    def parse_raw(raw: bytes) -> PublicationRecord:
+        return parse_item(item_from_bytes(raw))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PubMed:
+        src = settings.source(cls.name)
+        return cls(src, email=settings.contact_email, api_key=settings.pubmed_api_key,
+                   **({"ceiling": src.max_window} if src.max_window else {}))
     batch_size = 1000  # records are small: store a whole page in one batch
 
     def __init__(

@@ -184,8 +184,8 @@ CASES: list[Case] = [
     # ---- ClinicalTrials.gov: 11 studies, 3 pages of 4
     *_transient("ctgov"),
     *_persistent("ctgov", tuple(PERSISTENT), min_kept=4),
-    Case("ctgov", "invalid_json", FAIL, r"^ctgov: response is not valid JSON", min_kept=4),
-    Case("ctgov", "html_200", FAIL, r"^ctgov: response is not valid JSON.*'<", min_kept=4),
+    Case("ctgov", "invalid_json", FAIL, r"^ctgov: response is not JSON", min_kept=4),
+    Case("ctgov", "html_200", FAIL, r"^ctgov: response is not JSON.*'<", min_kept=4),
     Case("ctgov", "empty_page", RECOVER),
     Case("ctgov", "bad_token", FAIL, r"^ctgov: HTTP 400 .*token", min_kept=4),
     Case("ctgov", "count_mismatch", FAIL, r"^ctgov: the API announced 16 records but sent 11",

@@ -29,7 +29,7 @@ from db.models import FetchRun, SourceState
 from db.publications import existing_source_hashes, upsert_publications
 from db.quarantine import quarantine_record, release, waiting, waiting_ids
 from db.upsert import UpsertResult, existing_hashes, upsert_studies
-from sources.base import Page, Window
+from sources.base import FETCH_IDS, FINGERPRINT, LARGE_PAGES, Page, Window
 from tracker.classify import classify_publication, classify_study
 from tracker.errors import ConfigError, IncompleteError, ParseError, TrackerError, one_line
 
@@ -118,10 +118,9 @@ def store_records(
     raise ValueError(f"no store for records of kind {kind!r}")
 
 
-# Records checked, parsed and written together: bounds memory on pages of large records
-# (CT.gov). A source whose records are small may ask for more (``batch_size``): fewer, larger
-# statements per page.
-BATCH = 200
+# Records checked, parsed and written together: each source's ``batch_size`` (default 200,
+# sources.base.BaseSource) bounds memory on pages of large records (CT.gov); a source whose
+# records are small asks for more: fewer, larger statements per page.
 
 
 def _record_key(rec: Any) -> str:
@@ -175,11 +174,11 @@ def ingest_page(
     """
     items = page.items
     now = utcnow()
-    fingerprint = getattr(source, "fingerprint", None)
+    fingerprint = source.fingerprint if FINGERPRINT in source.capabilities else None
     classify = None if rules is None else (
         classify_study if source.kind == "study" else classify_publication)
     with engine.begin() as conn:
-        size = getattr(source, "batch_size", BATCH)
+        size = source.batch_size
         for start in range(0, len(items), size):
             batch = items[start : start + size]
             items[start : start + size] = [None] * len(batch)
@@ -356,7 +355,7 @@ def run_source(
             summary.requests, summary.retries = _http_delta(http, stats_before)
             ingest_page(engine, source, page, run_id, summary, rules)
             del page
-            if getattr(source, "large_pages", False):
+            if LARGE_PAGES in source.capabilities:
                 release_memory()
             if progress:
                 progress(summary.fetched, announced)
@@ -393,9 +392,9 @@ def retry_quarantined(
     its date; one still broken stays quarantined. A failure here does not fail the run (its
     window is stored): it is logged, and the next run asks again.
     """
-    fetch_ids = getattr(source, "fetch_ids", None)
-    if fetch_ids is None:
+    if FETCH_IDS not in source.capabilities:
         return
+    fetch_ids = source.fetch_ids
     with engine.connect() as conn:
         ids = waiting_ids(conn, source.name)
     if not ids:
