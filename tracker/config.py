@@ -79,6 +79,13 @@ DEFAULT_EUROPEPMC_QUERY = "(" + " OR ".join(
     [f'{field}:"{phrase}"' for phrase in EUROPEPMC_PHRASES for field in EUROPEPMC_FIELDS]
     + [f'MESH:"{heading}"' for heading in EUROPEPMC_MESH]) + ")"
 
+# The registries beyond CT.gov (issue 13; their fetchers are in sources/, off by default until
+# the replay server serves their APIs and their windows are proven complete).
+DEFAULT_ISRCTN_QUERY = ('"mesenchymal stem" OR "mesenchymal stromal" OR "stromal vascular '
+                        'fraction" OR "bone marrow aspirate concentrate" OR "Wharton\'s jelly"')
+DEFAULT_EUCTR_QUERY = 'mesenchymal OR "stromal vascular fraction" OR "bone marrow concentrate"'
+DEFAULT_CTIS_QUERY = "mesenchymal"
+
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_OVERLAP_DAYS = 3
@@ -289,8 +296,35 @@ class EuropepmcSettings(SourceSettings):
     """Europe PMC REST search: pageSize is 1..1000 (API_NOTES 3)."""
 
 
+@dataclass(frozen=True)
+class IsrctnSettings(SourceSettings):
+    """ISRCTN XML API: no paging; ``page_size`` is the most records one ``lastEdited`` window
+    may hold before it is split (dl_isrctn splits above 100; API_NOTES 4.3)."""
+
+    enabled: bool = False
+    page_size: Annotated[int, _Number("records per window", ge=1, le=1000)] = 100
+
+
+@dataclass(frozen=True)
+class EuctrSettings(SourceSettings):
+    """EU Clinical Trials Register: HTML search pages of 20 trials (API_NOTES 5.2)."""
+
+    enabled: bool = False
+    page_size: Annotated[int, _Number("trials per page (the register sends 20)", ge=20,
+                                      le=20)] = 20
+
+
+@dataclass(frozen=True)
+class CtisSettings(SourceSettings):
+    """EU CTIS public API: POST search, 1-based pages of up to 100 (API_NOTES 6.2)."""
+
+    enabled: bool = False
+    page_size: Annotated[int, _Number("records per page", ge=1, le=100)] = 100
+
+
 _SOURCE_CLASSES: dict[str, type[SourceSettings]] = {
     "ctgov": CtgovSettings, "pubmed": PubmedSettings, "europepmc": EuropepmcSettings,
+    "isrctn": IsrctnSettings, "euctr": EuctrSettings, "ctis": CtisSettings,
 }
 
 DEFAULT_SOURCES: dict[str, SourceSettings] = {
@@ -304,6 +338,13 @@ DEFAULT_SOURCES: dict[str, SourceSettings] = {
     "europepmc": EuropepmcSettings(
         "https://www.ebi.ac.uk/europepmc/webservices/rest", DEFAULT_EUROPEPMC_QUERY, 3.0
     ),
+    # ISRCTN asks for sequential requests; third parties run at 1 request/s (API_NOTES 4.5).
+    "isrctn": IsrctnSettings("https://www.isrctn.com/api", DEFAULT_ISRCTN_QUERY, 1.0),
+    # No published limits; the register is slow and frozen for new trials (API_NOTES 5).
+    "euctr": EuctrSettings("https://www.clinicaltrialsregister.eu/ctr-search",
+                           DEFAULT_EUCTR_QUERY, 0.5),
+    # CTIS throttles with 403/429/503; keep to 1-2 requests/s (API_NOTES 6.4).
+    "ctis": CtisSettings("https://euclinicaltrials.eu/ctis-public-api", DEFAULT_CTIS_QUERY, 1.0),
 }
 
 
