@@ -173,3 +173,26 @@ def test_the_deadline_follows_the_timeout() -> None:
         2 * DEADLINE_FACTOR
     settings = load_settings({"db": "x"}, env={})
     assert Http(make_client(settings), settings).deadline == settings.timeout * DEADLINE_FACTOR
+
+
+CTIS_URL = "https://euclinicaltrials.eu/ctis-public-api/search"  # mock-served
+
+
+def test_post_sends_a_json_body_and_resends_it_on_a_retry() -> None:
+    """EU CTIS searches by POST with a JSON body (API_NOTES 6.2); a retried try sends the
+    same body, rate-limited like any request."""
+    seen: list[tuple[str, str, bytes]] = []
+    answers = [httpx.Response(503), httpx.Response(200, json={"data": []})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.headers["content-type"], request.content))
+        return answers.pop(0)
+
+    sleeps: list[float] = []
+    http = _http(handler, sleeps, backoff_cap=0.1)
+    body = {"pagination": {"page": 1, "size": 100}, "searchCriteria": {"containAll": "msc"}}
+    assert http.post("ctis", CTIS_URL, json=body).json() == {"data": []}
+    assert [m for m, _, _ in seen] == ["POST", "POST"]
+    assert all(ct == "application/json" for _, ct, _ in seen)
+    assert seen[0][2] == seen[1][2] and b'"containAll":"msc"' in seen[0][2].replace(b" ", b"")
+    assert (http.stats.requests, http.stats.retries) == (2, 1)

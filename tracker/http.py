@@ -171,8 +171,10 @@ class Http:
         *,
         params: Mapping[str, Any] | None = None,
         data: Mapping[str, Any] | None = None,
+        json: Any = None,
     ) -> httpx.Response:
-        """Send one request with throttling and retries; return a 2xx response.
+        """Send one request with throttling and retries; return a 2xx response. ``json`` is a
+        JSON body (EU CTIS searches by POST).
 
         Raises ThrottledError when 429/503 persist past the retry budget, FetchError for other
         failures (other 4xx at once, with the server's message).
@@ -203,13 +205,18 @@ class Http:
             reraise=True,
         )
         try:
-            return retrying(self._send_once, source, method, url, params, data)
+            return retrying(self._send_once, source, method, url, params, data, json)
         except _Retryable as exc:
             raise exc.error from exc
 
     def get(self, source: str, url: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
         """``request(source, "GET", url, params=params)``."""
         return self.request(source, "GET", url, params=params)
+
+    def post(self, source: str, url: str, json: Any = None,
+             params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """``request(source, "POST", url, json=json)``: a JSON body, as EU CTIS takes."""
+        return self.request(source, "POST", url, params=params, json=json)
 
     def _send_once(
         self,
@@ -218,12 +225,14 @@ class Http:
         url: str,
         params: Mapping[str, Any] | None,
         data: Mapping[str, Any] | None,
+        json: Any = None,
     ) -> httpx.Response:
         self._limiter(source).try_acquire(source)
         self.stats.requests += 1
         deadline = time.monotonic() + self.deadline
         try:
-            with self.client.stream(method, url, params=params, data=data) as response:
+            with self.client.stream(method, url, params=params, data=data,
+                                    json=json) as response:
                 response.stream = _DeadlineStream(response.stream, deadline)
                 response.read()
         except _DeadlinePassed as exc:
