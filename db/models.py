@@ -71,6 +71,9 @@ class Study(Labelled, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # "registry" is reserved on declarative classes, hence the attribute name; the column is "registry".
     registry_name: str = Field(sa_column=Column("registry", String(16), nullable=False))
+    # The source that read the stored raw record when not the registry's own (an ICTRP export
+    # of a ChiCTR trial): its parser reads ``raw`` again (revision 0008).
+    source: str | None = Field(default=None, sa_type=String(16))
     registry_id: str = Field(max_length=64)
     title: str = Field(sa_column=Column(Text, nullable=False))
     official_title: str | None = Field(default=None, sa_column=Column(Text))
@@ -152,6 +155,36 @@ class StudyMesh(SQLModel, table=True):
     mesh_id: str | None = None
     term: str
     ancestor: bool = False
+
+
+class TrialMember(SQLModel, table=True):
+    """Which trial a registration belongs to (revision 0008; ``db.trials.regroup``): the
+    registrations that declare each other (secondary ids, EudraCT/CTIS numbers, ISRCTN
+    external refs, ICTRP secondary ids) and those an editor merged form one trial, keyed by
+    the lowest study id among them. ``evidence`` says what joined this registration."""
+
+    __tablename__ = "trial_member"
+    study_id: int = Field(sa_column=Column(Integer, ForeignKey("study.id", ondelete="CASCADE"),
+                                           primary_key=True))
+    trial_id: int = Field(index=True)
+    evidence: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class TrialDecision(SQLModel, table=True):
+    """An editor's decision about registrations (``tracker merge A B`` / ``tracker unmerge
+    A``), replayed by every regrouping so that it survives updates and re-imports. Rows hold
+    registry ids, not row ids, so that a decision outlives a re-import of its records."""
+
+    __tablename__ = "trial_decision"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # merge | unmerge
+    # "registry" is reserved on declarative classes (see Study): the column is "registry".
+    registry_name: str = Field(sa_column=Column("registry", String(16), nullable=False))
+    registry_id: str = Field(max_length=64)
+    other_registry: str | None = Field(default=None, sa_type=String(16))
+    other_registry_id: str | None = Field(default=None, max_length=64)
+    decided_at: dt.datetime
+    note: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class StudySecondaryId(SQLModel, table=True):

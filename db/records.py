@@ -120,6 +120,9 @@ class StudyRecord:
     aliases: list[str] = field(default_factory=list)
     labels: Any = None  # tracker.classify.Labels, attached by the pipeline before storing
     rules_fingerprint: str | None = None
+    # The source whose parser reads ``raw`` again, when it is not the registry's own (an
+    # ICTRP export holds ChiCTR, IRCT, jRCT ... records): None means the registry's source.
+    source: str | None = None
 
 
 @dataclass(slots=True)

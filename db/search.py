@@ -219,14 +219,14 @@ def study_docs_from_raw(rows: Iterable[Mapping[str, Any]]) -> Iterable[tuple[int
 
     for row in rows:
         try:
-            rec = parse_raw(row["registry"], decompress(row["raw"]))
+            rec = parse_raw(row.get("source") or row["registry"], decompress(row["raw"]))
         except Exception:  # noqa: BLE001 - a record that no longer parses: its columns
             yield row["id"], None, study_document_from_row(row)
             continue
         yield row["id"], rec, study_document(rec)
 
 
-STUDY_ROW_SQL = ("SELECT id, registry, raw, title, official_title, acronym, conditions, "
+STUDY_ROW_SQL = ("SELECT id, registry, {source}raw, title, official_title, acronym, conditions, "
                  "interventions, keywords, mesh_terms, brief_summary FROM study "
                  "WHERE id > :last ORDER BY id LIMIT :n")
 PAPER_ROW_SQL = ("SELECT id, title, keywords, mesh_terms, abstract FROM publication "
@@ -240,9 +240,13 @@ def rebuild(conn: Connection, *, on_study: Callable[[int, Any], None] | None = N
     numbers of studies and papers indexed."""
     counts = [0, 0]
     last = 0
+    # ``study.source`` came with revision 0008; migration 0006 rebuilds the index before it.
+    from sqlalchemy import inspect
+
+    has_source = any(c["name"] == "source" for c in inspect(conn).get_columns("study"))
+    sql = text(STUDY_ROW_SQL.format(source="source, " if has_source else ""))
     while True:
-        rows = [dict(r) for r in conn.execute(text(STUDY_ROW_SQL), {"last": last, "n": batch})
-                .mappings()]
+        rows = [dict(r) for r in conn.execute(sql, {"last": last, "n": batch}).mappings()]
         if not rows:
             break
         docs = []

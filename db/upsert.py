@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zstandard
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -106,6 +106,7 @@ def _study_row(rec: StudyRecord, now: dt.datetime, run_id: int | None) -> dict[s
     return {
         "registry": rec.registry,
         "registry_id": rec.registry_id,
+        "source": rec.source,
         "title": rec.title,
         "official_title": rec.official_title,
         "acronym": rec.acronym,
@@ -219,7 +220,8 @@ def keep_versions(
     new_of = {old[0]: rec for _, rec, old in changes}
     versions: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    cols = (STUDY.c.id, STUDY.c.registry, STUDY.c.raw, STUDY.c.content_hash,
+    cols = (STUDY.c.id, func.coalesce(STUDY.c.source, STUDY.c.registry), STUDY.c.raw,
+            STUDY.c.content_hash,
             STUDY.c.last_update_posted, STUDY.c.last_changed_at, STUDY.c.last_changed_run_id)
     for chunk in _chunks(list(new_of)):
         for sid, registry, raw, digest, posted, seen, seen_run in conn.execute(

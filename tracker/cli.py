@@ -963,6 +963,88 @@ def classify(
         typer.echo(result.line())
 
 
+RegistrationArg = Annotated[str, typer.Argument(
+    help="A registration: its registry id (NCT01234567, ISRCTN12345678, 2015-000590-12), or "
+         "registry:id when several registries hold the id.", show_default=False)]
+
+
+@app.command()
+def merge(
+    first: RegistrationArg,
+    second: RegistrationArg,
+    note: Annotated[str | None, typer.Option("--note", help="Why (kept with the decision).",
+                                             show_default=False)] = None,
+    wait: WaitOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Record that two registrations are one trial (an editor's decision, kept through every
+    later update and import); their trials become one."""
+    from db.migrate import ensure_schema
+    from db.trials import merge as merge_registrations
+    from db.trials import registrations
+    from tracker.lock import update_lock
+    from tracker.text import one_line_text
+    from tracker.words import plural
+
+    with errors():
+        settings = settings_for(db, lock_wait=wait)
+        engine = open_db(settings, migrate=False)
+        with update_lock(engine, wait=settings.lock_wait):
+            ensure_schema(engine)
+            with engine.begin() as conn:
+                trial = merge_registrations(conn, first, second, note)
+                regs = registrations(conn, trial)
+        typer.echo(f"merged: one trial of {plural(len(regs), 'registration')}: " + ", ".join(
+            one_line_text(f"{r['registry']}:{r['registry_id']}") for r in regs))
+
+
+@app.command()
+def unmerge(
+    registration: RegistrationArg,
+    note: Annotated[str | None, typer.Option("--note", help="Why (kept with the decision).",
+                                             show_default=False)] = None,
+    wait: WaitOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Take a registration out of its trial (an editor's decision, kept through every later
+    update and import, until a later merge)."""
+    from db.migrate import ensure_schema
+    from db.trials import unmerge as unmerge_registration
+    from tracker.lock import update_lock
+    from tracker.text import one_line_text
+
+    with errors():
+        settings = settings_for(db, lock_wait=wait)
+        engine = open_db(settings, migrate=False)
+        with update_lock(engine, wait=settings.lock_wait):
+            ensure_schema(engine)
+            with engine.begin() as conn:
+                unmerge_registration(conn, registration, note)
+        typer.echo(f"unmerged: {one_line_text(registration)} is a trial of its own")
+
+
+@app.command()
+def duplicates(
+    min_score: Annotated[float, typer.Option(
+        "--min-score", min=0.0, max=1.0, help="Lowest score listed (0-1).")] = 0.6,
+    fmt: FormatOpt = "table",
+    db: DbOpt = None,
+) -> None:
+    """Registrations that look like one trial but do not declare each other (similar titles,
+    the same sponsor, close start dates), with a score. Never merged by themselves: merge
+    the right ones with `tracker merge A B`."""
+    from db.trials import suggestions
+    from tracker.render import render_rows
+
+    with errors():
+        settings = settings_for(db)
+        engine = open_db(settings)
+        with engine.connect() as conn:
+            found = suggestions(conn, min_score=min_score)
+        rows = [{"first": s.a, "second": s.b, "score": s.score, "why": s.why} for s in found]
+        typer.echo(render_rows(rows, fmt, ["first", "second", "score", "why"]), nl=False)
+
+
 @app.command()
 def evaluate(
     path: Annotated[str | None, typer.Argument(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from db.history import BY_NAME, FIELD_NAMES, from_text
@@ -228,7 +228,7 @@ def studies_as_of(conn: Connection, flt: StudyFilter, as_of: dt.date,
     cols = [S.c[name] for name in LIST_COLUMNS]
     current = study_clauses(StudyFilter(include_irrelevant=True, query=flt.query,
                                         countries=flt.countries))
-    base = select(S.c.id, S.c.registry, *cols).where(
+    base = select(S.c.id, func.coalesce(S.c.source, S.c.registry), *cols).where(
         (S.c.first_posted <= as_of) | (S.c.first_posted.is_(None)), *current)
     scores: dict[str, float] = {}
     if flt.query is not None:

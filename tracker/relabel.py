@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from db import search
@@ -55,7 +55,8 @@ def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
     last = 0
     while True:
         with engine.begin() as conn:
-            rows = conn.execute(select(S.c.id, S.c.registry, S.c.raw, S.c.msc_relevant).where(
+            rows = conn.execute(select(S.c.id, func.coalesce(S.c.source, S.c.registry),
+                                       S.c.raw, S.c.msc_relevant).where(
                 S.c.id > last).order_by(S.c.id).limit(BATCH)).all()
             if not rows:
                 break

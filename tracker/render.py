@@ -970,3 +970,25 @@ def render_status(data: dict[str, Any], fmt: str) -> str:
     if isinstance(data.get("counts"), Mapping):
         _line(console, _counts_line(data["counts"]))
     return _output(buf)
+
+
+def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str, columns: Sequence[str],
+                empty: str = "nothing to list") -> str:
+    """A plain list of rows (``tracker duplicates``) in the four formats; every cell made
+    safe for where it goes."""
+    if fmt == "json":
+        return to_json(list(rows))
+    if fmt == "csv":
+        return to_csv(rows, columns)
+    header = [c.replace("_", " ") for c in columns]
+    if fmt == "markdown":
+        if not rows:
+            return f"_{_md(empty)}_\n"
+        return _md_table(header, [[_md(_cell(r.get(c))) for c in columns] for r in rows]) + "\n"
+    console, buf = _console()
+    if not rows:
+        _line(console, empty)
+        return _output(buf)
+    cols = [_Col(h, "code" if i < len(columns) - 1 else "text") for i, h in enumerate(header)]
+    _print_table(console, cols, [[_cell(r.get(c)) for c in columns] for r in rows])
+    return _output(buf)

@@ -575,6 +575,12 @@ def study_detail(conn: Connection, registry_id: str, *,
                       "changed_at")
     ]
     out["unreported"] = unreported_status(conn, sid, unreported_months)
+    from db.trials import registrations
+
+    # every registration of the trial, and what joined it (only when there are several)
+    regs = registrations(conn, sid)
+    if len(regs) > 1:
+        out["registrations"] = regs
     return out
 
 

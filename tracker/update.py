@@ -123,8 +123,16 @@ def start_update(engine: Engine, sources: Sequence[str], *, full: bool = False) 
 
 
 def finish_update(engine: Engine, update_id: int, outcome: str, error: str | None) -> None:
-    """Record how an update run ended."""
+    """Record how an update run ended, after grouping the registrations into trials again
+    (what the run stored may declare other registrations; db.trials)."""
+    from db.trials import regroup
+
     with engine.begin() as conn:
+        try:
+            with conn.begin_nested():
+                regroup(conn)
+        except Exception as exc:  # noqa: BLE001 - the run's own outcome is still recorded
+            log.warning("grouping registrations into trials failed: %s", one_line(str(exc)))
         conn.execute(update(UPDATE).where(UPDATE.c.id == update_id).values(
             finished_at=utcnow(), outcome=outcome, error=error))
 

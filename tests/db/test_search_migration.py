@@ -46,7 +46,7 @@ def test_0006_builds_the_index_countries_and_label_keys_of_a_full_database(
     with engine.begin() as conn:
         conn.execute(text("UPDATE study SET countries = '[]'"))
 
-    assert [rev for rev, _ in upgrade(engine)] == ["0006", "0007"]
+    assert [rev for rev, _ in upgrade(engine)] == ["0006", "0007", "0008"]
     assert current_revision(engine) == head_revision()
     assert _rows(engine, index_sql) == index_before
     assert _rows(engine, "SELECT study_id, country FROM study_country "
@@ -84,7 +84,7 @@ def test_0007_adds_the_msc_role_and_tracker_classify_fills_it(engine: Engine) ->
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0006")
         conn.commit()
-    assert [rev for rev, _ in upgrade(engine)] == ["0007"]
+    assert [rev for rev, _ in upgrade(engine)] == ["0007", "0008"]
     assert _rows(engine, "SELECT id, registry_id, msc_relevant FROM study ORDER BY id") == before
     assert _rows(engine, "SELECT DISTINCT msc_role FROM study") == [(None,)]
     assert _rows(engine, "SELECT DISTINCT msc_role FROM studies_view") == [(None,)]
