@@ -34,6 +34,7 @@ from db.models import (
     StudyMesh,
     StudyReference,
     StudySecondaryId,
+    TrialMember,
     UpdateRun,
 )
 from db.upsert import decompress
@@ -43,6 +44,7 @@ from tracker.search import UsageError, parse_query
 from tracker.taxonomy import CELL_SOURCES, CONDITION_GROUPS, ORIGINS, PHASES, PRODUCTS, STATUSES
 
 S = Study.__table__
+MEMBER = TrialMember.__table__
 RUN = FetchRun.__table__
 UPDATE = UpdateRun.__table__
 
@@ -452,10 +454,12 @@ def query_studies(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
     cols = [S.c[name] for name in LIST_COLUMNS]
     match = matches(conn, "study", flt.query) if flt.query is not None else None
     score = match.c.score if match is not None else None
-    stmt = select(*cols, *([score] if match is not None else [])).where(
-        *_where(conn, flt, query=False))
+    # the trial each registration belongs to (db.trials): counts count trials
+    trial = func.coalesce(MEMBER.c.trial_id, S.c.id).label("trial_id")
+    stmt = select(*cols, trial, *([score] if match is not None else [])).where(
+        *_where(conn, flt, query=False)).outerjoin_from(S, MEMBER, MEMBER.c.study_id == S.c.id)
     if match is not None:
-        stmt = stmt.join_from(S, match, match.c.id == S.c.id)
+        stmt = stmt.join(match, match.c.id == S.c.id)
     stmt = stmt.order_by(*order_by(flt, "study", score,
                                    (S.c.first_posted.desc(), S.c.registry_id), S.c.registry_id))
     if flt.limit:
@@ -463,6 +467,7 @@ def query_studies(conn: Connection, flt: StudyFilter) -> list[dict[str, Any]]:
     out = []
     for row in conn.execute(stmt):
         d = dict(zip(LIST_COLUMNS, row, strict=False))
+        d["trial_id"] = row[len(LIST_COLUMNS)]
         for name in _STUDY_DATES:
             d[name] = iso(d[name])
         if match is not None:
@@ -508,10 +513,18 @@ def build_report(conn: Connection, flt: StudyFilter) -> Report:
     studies = query_studies(conn, replace(flt, limit=None))
     counts: Counter[tuple[str, str]] = Counter()
     totals: Counter[str] = Counter()
+    # A trial registered in several registries counts once (db.trials groups them).
+    seen: set[tuple[str, str, Any]] = set()
+    seen_group: set[tuple[str, Any]] = set()
     for s in studies:
+        trial = s.get("trial_id") or s["registry_id"]
         for g in group_keys(s):
-            counts[(g, s["phase"])] += 1
-            totals[g] += 1
+            if (g, s["phase"], trial) not in seen:
+                seen.add((g, s["phase"], trial))
+                counts[(g, s["phase"])] += 1
+            if (g, trial) not in seen_group:
+                seen_group.add((g, trial))
+                totals[g] += 1
     groups = sorted(totals, key=_group_order)
     phases = [p for p in PHASES if any(k[1] == p for k in counts)]
     changed: list[dict[str, Any]] = []

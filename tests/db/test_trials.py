@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from db.migrate import upgrade
 from db.models import TrialMember
-from db.trials import merge, regroup, registrations, suggestions, trial_of, unmerge
+from db.trials import merge, registrations, regroup, suggestions, trial_of, unmerge
 from db.upsert import upsert_studies
 from sources.clinicaltrials_gov import parse_study
 from tests.replay_server import clone_study
@@ -45,8 +45,15 @@ def declaring(base: dict[str, Any], new_id: str, *declared: str) -> dict[str, An
 
 
 def store(engine: Engine, *studies: dict[str, Any]) -> dict[str, int]:
+    """Parse, classify and store ``studies`` as an update does, then group them."""
+    from tracker.classify import classify_study, load_rules
+
+    rules = load_rules()
+    records = [parse_study(s) for s in studies]
+    for rec in records:
+        rec.labels = classify_study(rec, rules)
     with engine.begin() as conn:
-        upsert_studies(conn, [parse_study(s) for s in studies])
+        upsert_studies(conn, records)
         regroup(conn)
         rows = conn.execute(select(TrialMember.__table__)).mappings().all()
     from db.models import Study
@@ -144,7 +151,26 @@ def test_cli_unknown_registration_is_one_line(db_file: str) -> None:
     res = runner.invoke(app, ["merge", "NCT05160831", "NCT00000000", "--db", db_file])
     assert res.exit_code == 1
     assert res.stderr.strip().splitlines() == [
-        "error: no stored registration 'NCT00000000'; give a registry id as tracker studies "
-        "shows it (NCT01234567, ISRCTN12345678, ...)"]
+        ("error: no stored registration 'NCT00000000'; give a registry id as tracker studies "
+        "shows it (NCT01234567, ISRCTN12345678, ...)")]
     res = runner.invoke(app, ["merge", "NCT05160831", "NCT05160831", "--db", db_file])
     assert res.exit_code == 1 and "are the same registration" in res.stderr
+
+
+def test_report_counts_trials_not_registrations(tmp_path: Path) -> None:
+    """The same knee-OA trial registered twice (the second declares the first) is one trial
+    in the report's counts; both registrations are still listed and filterable."""
+    from db.engine import make_engine
+
+    path = tmp_path / "count.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    store(engine, real("NCT05160831"),
+          declaring(real("NCT05160831"), "NCT09100001", "NCT05160831"))
+    engine.dispose()
+    rep = json.loads(runner.invoke(app, ["report", "--db", str(path), "--since", "2000-01-01",
+                                         "-f", "json"]).output)
+    assert sum(rep["by_condition_phase"]["osteoarthritis"].values()) == 1
+    listed = json.loads(runner.invoke(app, ["studies", "--db", str(path), "-f", "json"]).output)
+    assert sorted(r["registry_id"] for r in listed) == ["NCT05160831", "NCT09100001"]
+    assert len({r["trial_id"] for r in listed}) == 1
