@@ -129,6 +129,12 @@ QueryOpt = Annotated[
                  'terms and abstracts: words (all must match), "a phrase", OR, NOT, prefix*, '
                  '( ). Ranked by relevance unless --sort is given.', show_default=False),
 ]
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option("--registry", help="Only registrations of this registry: ctgov, isrctn, "
+                 "euctr, ctis, chictr, irct, jprn, ctri, cris, anzctr, drks, ... (trials are "
+                 "still counted once).", show_default=False),
+]
 CountryOpt = Annotated[
     list[str] | None,
     typer.Option("--country", help="Trials with a location in this country (repeatable), "
@@ -165,6 +171,7 @@ class LabelOptions:
     role: list[str] | None = None
     query: str | None = None
     country: list[str] | None = None
+    registry: str | None = None
     limit: str | None = None
     sort: str | None = None
     desc: bool = False
@@ -177,7 +184,7 @@ class LabelOptions:
                            statuses=self.status or (), cell_sources=self.cell_source or (),
                            origins=self.origin or (), products=self.product or (),
                            include_irrelevant=self.include_irrelevant,
-                           roles=self.role or (), query=self.query,
+                           roles=self.role or (), query=self.query, registry=self.registry,
                            countries=self.country or (), limit=self.limit, sort=self.sort,
                            desc=self.desc, **window)
 
@@ -188,8 +195,8 @@ _LABEL_OPTIONS: dict[str, Any] = {
     "include_irrelevant": IrrelevantOpt, "role": RoleOpt,
 }
 QUERY_CONTROLS: dict[str, Any] = {
-    "query": QueryOpt, "country": CountryOpt, "limit": LimitOpt, "sort": SortOpt,
-    "desc": DescOpt,
+    "query": QueryOpt, "country": CountryOpt, "registry": RegistryOpt, "limit": LimitOpt,
+    "sort": SortOpt, "desc": DescOpt,
 }
 _FLAGS = ("include_irrelevant", "desc")
 

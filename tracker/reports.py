@@ -137,6 +137,7 @@ def make_filter(
     sort: str | None = None,
     desc: bool = False,
     limit: int | str | None = None,
+    registry: str | None = None,
 ) -> StudyFilter:
     """Validate filter values from the CLI; raises ConfigError for an unknown value, and
     UsageError (exit 2) for a bad ``--query``, ``--country``, ``--sort`` or ``--limit``.
@@ -178,10 +179,23 @@ def make_filter(
         unreported_before=unreported_before,
         query=parse_query(query) if query is not None else None,
         countries=check_countries(countries),
+        registry=check_registry(registry),
         sort=check_sort(sort, query is not None, desc),
         desc=desc,
         limit=check_limit(limit),
     )
+
+
+def check_registry(value: str | None) -> str | None:
+    """A registry slug (tracker.trial_ids.REGISTRIES), or UsageError naming them."""
+    if value is None:
+        return None
+    from tracker.trial_ids import REGISTRIES
+
+    slug = value.strip().lower()
+    if slug not in REGISTRIES:
+        raise UsageError(f"--registry {value!r} is not one of: {', '.join(REGISTRIES)}")
+    return slug
 
 
 def check_countries(values: Sequence[str]) -> list[str]:
