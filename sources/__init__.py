@@ -20,7 +20,16 @@ SOURCES: dict[str, str] = {
     "ctgov": "sources.clinicaltrials_gov:ClinicalTrialsGov",
     "pubmed": "sources.pubmed:PubMed",
     "europepmc": "sources.europepmc:EuropePMC",
+    "isrctn": "sources.isrctn:ISRCTN",
+    "ictrp": "sources.ictrp:ICTRP",
 }
+
+
+def fetched() -> list[str]:
+    """The sources ``tracker update`` fetches (not the file imports), in run order."""
+    from sources.base import FILE_IMPORT
+
+    return [n for n in SOURCES if FILE_IMPORT not in source_class(n).capabilities]
 
 
 def source_class(name: str) -> Any:

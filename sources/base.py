@@ -71,7 +71,8 @@ def pages_for(records: int, page_size: int) -> int:
 FETCH_IDS = "fetch_ids"      # fetch_ids(http, ids): records by id (the quarantine's re-fetch)
 FINGERPRINT = "fingerprint"  # fingerprint(item): (id, hash) before parsing (skip unchanged)
 LARGE_PAGES = "large_pages"  # pages of many MB: give memory back to the system after each
-CAPABILITIES = frozenset({FETCH_IDS, FINGERPRINT, LARGE_PAGES})
+FILE_IMPORT = "file_import"  # read from export files (records_of_file), never fetched
+CAPABILITIES = frozenset({FETCH_IDS, FINGERPRINT, LARGE_PAGES, FILE_IMPORT})
 
 
 class Source(Protocol):

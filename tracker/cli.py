@@ -970,6 +970,34 @@ def classify(
         typer.echo(result.line())
 
 
+@app.command("import")
+def import_file(
+    source: Annotated[str, typer.Argument(help="The source of the file: ictrp (the WHO "
+                                               "ICTRP search portal's XML export).")],
+    path: Annotated[str, typer.Argument(help="The file to read.", show_default=False)],
+    wait: WaitOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Read an export file through the same pipeline as an update (parsed, classified,
+    stored a page at a time, broken records quarantined, history kept); a later import of a
+    newer export updates the same registrations."""
+    from db.migrate import ensure_schema
+    from tracker.importing import run_import
+    from tracker.lock import update_lock
+
+    with errors():
+        settings = settings_for(db, lock_wait=wait)
+        engine = open_db(settings, create=True, migrate=False)
+        with update_lock(engine, wait=settings.lock_wait):
+            ensure_schema(engine)
+            summary = run_import(engine, settings, source.strip().lower(), path)
+        typer.echo(summary.line())
+        if summary.error:
+            typer.echo(f"error: {summary.error}", err=True)
+        if summary.outcome == "failed":
+            raise typer.Exit(1)
+
+
 RegistrationArg = Annotated[str, typer.Argument(
     help="A registration: its registry id (NCT01234567, ISRCTN12345678, 2015-000590-12), or "
          "registry:id when several registries hold the id.", show_default=False)]

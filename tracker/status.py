@@ -70,10 +70,15 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
     healthy = True
     with engine.connect() as conn:
         for name in REGISTRY:
-            enabled = settings.source(name).enabled
             state = conn.execute(select(STATE).where(STATE.c.source == name)).mappings().first()
             last = conn.execute(select(RUN).where(RUN.c.source == name).order_by(
                 RUN.c.id.desc()).limit(1)).mappings().first()
+            if name not in settings.sources:  # a file import (tracker import): shown once used
+                if last is None:
+                    continue
+                enabled = True
+            else:
+                enabled = settings.source(name).enabled
             last_ok = conn.execute(select(RUN.c.finished_at).where(
                 RUN.c.source == name, RUN.c.outcome.in_(("ok", "partial"))).order_by(
                 RUN.c.id.desc()).limit(1)).scalar()

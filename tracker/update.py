@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from db.models import FetchRun, UpdateRun
-from sources import REGISTRY, get_source
+from sources import REGISTRY, fetched, get_source
 from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError, one_line
@@ -28,13 +28,16 @@ RUN = FetchRun.__table__
 
 def enabled_sources(settings: Settings, names: Sequence[str] | None = None) -> list[str]:
     """The sources to run: ``names`` if given (validated), else every enabled source."""
+    sources = fetched()
     if names:
-        unknown = [n for n in names if n not in REGISTRY]
+        unknown = [n for n in names if n not in sources]
         if unknown:
+            hint = (f"; {unknown[0]} is read from files: tracker import {unknown[0]} FILE"
+                    if unknown[0] in REGISTRY else "")
             raise ConfigError(f"unknown source {unknown[0]!r}; valid sources: "
-                              f"{', '.join(REGISTRY)}")
+                              f"{', '.join(sources)}{hint}")
         return list(dict.fromkeys(names))
-    return [n for n in REGISTRY if settings.source(n).enabled]
+    return [n for n in sources if settings.source(n).enabled]
 
 
 def run_update(
