@@ -21,6 +21,8 @@ SOURCES: dict[str, str] = {
     "pubmed": "sources.pubmed:PubMed",
     "europepmc": "sources.europepmc:EuropePMC",
     "isrctn": "sources.isrctn:ISRCTN",
+    "euctr": "sources.euctr:EUCTR",
+    "ctis": "sources.ctis:CTIS",
     "ictrp": "sources.ictrp:ICTRP",
 }
 
