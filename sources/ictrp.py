@@ -666,7 +666,14 @@ def trial_key(trial_id: str | None, register: str | None) -> tuple[str, str] | N
         return None
     bare = re.sub(r"^\s*JPRN-", "", trial_id) if slug == "jprn" else trial_id
     tid = normalize_accession(slug, bare)
-    return (tid.registry, tid.registry_id) if tid is not None else None
+    if tid is None or not _FALLBACK_ID.fullmatch(tid.registry_id):
+        return None
+    return tid.registry, tid.registry_id
+
+
+# What an id of a format trial_ids lacks may look like: letters, digits, "-/._", a digit, at
+# most the 64 characters ``study.registry_id`` holds.
+_FALLBACK_ID = re.compile(r"(?=[^0-9]*[0-9])[A-Za-z0-9][A-Za-z0-9/._-]{1,63}")
 
 
 # Export_date is the moment of the export, the same for every trial of a file: it is left out

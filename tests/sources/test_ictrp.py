@@ -72,6 +72,9 @@ def test_per_registry_counts() -> None:
         "ClinicalTrials.gov": 47, "EU Clinical Trials Register": 28, "JPRN": 9,
         "German Clinical Trials Register": 6, "NL-OMON": 2,
         "Clinical Trials Information System": 1, "ChiCTR": 1, "CRIS": 1}
+    jprn = Counter(re.match(r"[A-Za-z]+", r.registry_id).group()  # type: ignore[union-attr]
+                   for r in RECORDS.values() if r.registry == "jprn")
+    assert jprn == {"jRCT": 4, "jRCTs": 2, "UMIN": 3}
     assert all(r.registry in REGISTRIES and r.registry != "ictrp" for r in RECORDS.values())
     assert {r.source for r in RECORDS.values()} == {"ictrp"}
 
@@ -119,7 +122,9 @@ def test_ids_are_canonical(trial_id: str, registry: str, registry_id: str) -> No
 def test_id_format_trial_ids_lacks_falls_back_to_the_register() -> None:
     # an old UMIN "C" number (no trial_ids format): the register says jprn, the wrapper goes
     assert trial_key("JPRN-C000000316", "JPRN") == ("jprn", "C000000316")
+    assert trial_key("NL8123", "NTR") == ("ntr", "NL8123")  # the old Dutch form, by its register
     assert trial_key("XYZ-123", "Nowhere Registry") is None
+    assert trial_key("<br>", "DRKS") is None and trial_key("x" * 80 + "1", "DRKS") is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +171,11 @@ def test_ctgov_title_is_the_public_title() -> None:
     assert rec.eligibility is not None and rec.eligibility.startswith("Inclusion Criteria:")
     assert "<br>" not in rec.eligibility and "\r" not in rec.eligibility
     assert "eGFR) <45 milliliters" in rec.eligibility
+
+
+def test_doubly_escaped_entity_is_decoded() -> None:
+    assert b"&amp;lt;2" in dict(TRIALS)["NCT05023889"]
+    assert "total bilirubin <2 × ULN" in (RECORDS["NCT05023889"].eligibility or "")
 
 
 def test_acronym_and_partial_start_date() -> None:
