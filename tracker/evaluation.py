@@ -47,7 +47,10 @@ __all__ = ["BARS", "DEFAULT_EVAL_PATH", "EvalReport", "FamilyScore", "evaluate",
 EVALSETS = Path(__file__).resolve().parent / "evalsets"
 DEFAULT_EVAL_PATH = EVALSETS / "msc_eval.jsonl"
 FULL_EVAL_PATH = EVALSETS / "msc_full_eval.jsonl"
-DEFAULT_SETS = (DEFAULT_EVAL_PATH, FULL_EVAL_PATH)
+# Real ISRCTN, EU CTR and ICTRP records (tests/eval/registries): none of them is an MSC
+# trial, so this set measures what the classifier rejects on each registry's fields.
+REGISTRIES_EVAL_PATH = EVALSETS / "msc_registries_eval.jsonl"
+DEFAULT_SETS = (DEFAULT_EVAL_PATH, FULL_EVAL_PATH, REGISTRIES_EVAL_PATH)
 # The held-out lines' records, for an installed tracker without tests/fixtures.
 HELDOUT_RECORDS_JSONL = EVALSETS / "heldout_records.jsonl"
 # The records behind held-out label lines (tests/eval/heldout/select_ids.py drew them from it).
@@ -190,7 +193,9 @@ def row_to_record(row: dict[str, Any]) -> StudyRecord | PublicationRecord:
         raw = row["raw_record"]
         data = (raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)).encode()
         try:
-            return parse_raw(row.get("registry") or "ctgov", data)
+            # the source whose parser reads the record (an ICTRP export's ChiCTR trial is
+            # read by ICTRP's), else the registry's own
+            return parse_raw(row.get("source") or row.get("registry") or "ctgov", data)
         except TrackerError as exc:
             raise ConfigError(f"evaluation record {row['id']}: its raw_record does not parse "
                               f"({exc})") from None
@@ -312,6 +317,7 @@ class _StudyShape(_RecordShape):
     # The registry's whole record (a JSON object, or the XML text), read by its source's
     # parser (sources.RAW_PARSERS) as a stored record is; the fields above are then unused.
     raw_record: dict[str, Any] | str | None = None
+    source: str | None = None  # the source whose parser reads raw_record (default: registry)
 
 
 class _PublicationShape(_RecordShape):

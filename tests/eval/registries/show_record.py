@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from sources import euctr, ictrp, isrctn  # noqa: E402
+from sources import euctr, ictrp, isrctn
 
 FIX = ROOT / "tests" / "fixtures"
 
