@@ -189,7 +189,8 @@ def upsert_publications(
     ``known`` may carry ``existing_source_hashes`` rows the caller already read (None: looked
     up, not stored).
 
-    Counts are per listing record: unchanged when its hash matches the stored one. A deleted
+    Counts are per listing record: new the first time its source lists it (even when another
+    source stored the paper first), unchanged when its hash matches the stored one. A deleted
     citation marks its publication deleted (its history stays). Raises ValueError for a record
     without source or source id.
     """
@@ -275,7 +276,12 @@ def upsert_publications(
                 if row["id"] > 0:
                     pending_updates.setdefault(row["id"], {}).update(changes)
             if row["id"] > 0:
-                result.changed += 1
+                # Per listing: a paper this source lists for the first time is new to it,
+                # whichever source stored the paper first (sources run side by side).
+                if key in stored:
+                    result.changed += 1
+                else:
+                    result.new += 1
                 result.changed_ids.append(row["id"])
         source_rows.append({
             "publication_id": row["id"], "source": rec.source, "source_id": rec.source_id,

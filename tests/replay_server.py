@@ -823,6 +823,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, resp: _Response, head: bool = False) -> None:
         replay = self.server.replay
+        if replay.latency > 0 and replay._stopping.wait(replay.latency):
+            self.close_connection = True
+            return
         if resp.delay > 0 and replay._stopping.wait(resp.delay):
             self.close_connection = True
             return
@@ -959,6 +962,7 @@ class ReplayServer:
         esearch_ceiling: int = 9999,
         europepmc_end: str = "echo",
         timeout_sleep: float = 3.0,
+        latency: float = 0.0,
         trickle_interval: float = 2.0,
         trickle_for: float = 30.0,
         enforce_ncbi_rate: bool = False,
@@ -995,6 +999,7 @@ class ReplayServer:
         self._history: dict[str, dict[str, _History]] = {}
         self._ncbi_times: list[float] = []
         self._stopping = threading.Event()
+        self.latency = latency  # seconds every answer waits before it is sent (benchmarks)
         self.held = threading.Event()  # set while a "hold" fault holds a request
         self._release = threading.Event()
         self.hold_max = 60.0

@@ -213,3 +213,47 @@ def test_classify_during_an_update_is_refused_with_the_lock_message(
     assert "database is locked" not in during.stderr
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.startswith(f"classified {N_STUDIES} studies"), waited.stdout
+
+
+def test_sources_run_side_by_side_and_an_interrupt_stops_them_all(
+    tmp_path: Path, studies_json: list[dict[str, Any]]
+) -> None:
+    """Every source of an update runs at once: PubMed and Europe PMC finish while CT.gov's
+    second page is still held by the server. Ctrl-C then stops CT.gov at its next page: exit
+    130, one line, every source run recorded (none left running), what arrived kept."""
+    import signal
+
+    from replay_server import fixture_dir, load_europepmc_results, load_pubmed_articles
+
+    cfg = write_config(tmp_path / "config.toml", backoff_cap=0.2)
+    db = tmp_path / "side.sqlite"
+    with ReplayServer(ctgov_studies=many_studies(studies_json),
+                      pubmed_articles=load_pubmed_articles(fixture_dir("pubmed")),
+                      europepmc_results=load_europepmc_results(
+                          fixture_dir("europepmc") / "search_cancer_core.json")) as srv:
+        env = {**env_for(srv, db, cfg, "100"), "TRACKER_PUBMED_ENABLED": "true",
+               "TRACKER_EUROPEPMC_ENABLED": "true", "TRACKER_PUBMED_URL": srv.pubmed_url,
+               "TRACKER_EUROPEPMC_URL": srv.europepmc_url}
+        srv.add_fault("ctgov", "hold", on_request=2)
+        proc = subprocess.Popen([*CMD, "update"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert srv.held.wait(60), "CT.gov never reached its second page"
+            # the other sources are not waiting for CT.gov: they finish meanwhile
+            assert wait_for(lambda: {r["source"]: r["outcome"] for r in runs(db)}.get(
+                "europepmc") == "ok" and {r["source"]: r["outcome"] for r in runs(db)}.get(
+                "pubmed") == "ok", timeout=60), runs(db)
+            proc.send_signal(signal.SIGINT)
+            srv.release()
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines()[-1] == "error: interrupted", err
+    by_source = {r["source"]: r for r in runs(db)}
+    assert by_source["ctgov"]["outcome"] == "failed"
+    assert "interrupted" in by_source["ctgov"]["error"]
+    assert all(r["outcome"] != "running" for r in runs(db))
+    assert len(snapshot(db)["studies"]) == 2 * PAGE  # pages 1 and 2 kept, no page after

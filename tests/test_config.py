@@ -22,7 +22,7 @@ from tracker.errors import ConfigError
 
 KEY = "c0ffee0123456789abcdef0123456789ab"
 TOP = ("db", "contact_email", "pubmed_api_key", "timeout", "request_deadline", "max_retries", "backoff_cap",
-       "overlap_days", "schedule", "lock_wait", "rules", "unreported_months")
+       "overlap_days", "schedule", "lock_wait", "rules", "unreported_months", "concurrent_sources")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -392,6 +392,9 @@ class Settings:
     # A trial is "completed but unreported" this many months after its primary completion
     # with no results posted and no linked results paper (FDAAA's one-year floor).
     unreported_months: Annotated[int, _Number("months", ge=0, le=240)] = 12
+    # Run the sources of an update side by side (each within its own host's rate limit, one
+    # writer committing); false runs them one after another.
+    concurrent_sources: bool = True
     config_file: str | None = None
     # Where each effective value came from: "db", "timeout", "ctgov.url", ... -> "default",
     # "config file /path", "environment TRACKER_X", "option --db". See describe_settings.
@@ -442,6 +445,7 @@ _TOP_KEYS = (
     "db", "contact_email", "pubmed_api_key", "timeout", "request_deadline", "max_retries",
     "backoff_cap",
     "overlap_days", "schedule", "lock_wait", "rules", "unreported_months",
+    "concurrent_sources",
 )
 _SOURCE_KEYS = tuple(f.name for f in dataclasses.fields(SourceSettings))
 _SECRET_KEYS = frozenset({"pubmed_api_key"})

@@ -310,8 +310,12 @@ def run_source(
     progress: ProgressFn | None = None,
     rules: Any = None,
     update_id: int | None = None,
+    stop: Any = None,
 ) -> RunSummary:
     """Fetch, parse and store one window of ``source``; return what happened.
+
+    ``stop`` (a ``threading.Event``) ends the run as interrupted at the next page when set:
+    the update interrupts the sources it runs side by side this way.
 
     ``update_id`` is the ``update_run`` this source run belongs to (``tracker update``).
 
@@ -359,6 +363,8 @@ def run_source(
                 release_memory()
             if progress:
                 progress(summary.fetched, announced)
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
         check_complete(source.name, sets)
         if summary.quarantined_before:
             retry_quarantined(engine, source, http, run_id, summary, rules)
