@@ -103,6 +103,11 @@ class Source(Protocol):
         """The raw record as bytes (stored beside the record and in the quarantine)."""
         ...
 
+    def item_from_bytes(self, raw: bytes) -> Any:
+        """The raw record again from ``item_bytes`` (a quarantined record retried by
+        ``tracker classify``)."""
+        ...
+
     def count(self, http: Any, window: Window) -> SourceCount:
         """How many records ``window`` holds, in one cheap request (CT.gov ``countTotal`` on
         a one-study page, esearch ``rettype=count``, Europe PMC ``hitCount``), and the

@@ -35,6 +35,7 @@ from tracker.matching import (
     Hit,
     LabelSet,
     RulesError,
+    negated_before,
     norm_term,
     str_list,
 )
@@ -387,11 +388,7 @@ def _strip_eligibility(text: str | None) -> str | None:
 def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
     if (not f.free and f.name not in ("title", "official_title")) or hit.start < 0:
         return False
-    window = f.norm[max(0, hit.start - 80): hit.start]
-    bar = window.rfind("|")
-    if bar >= 0:
-        window = window[bar + 1:]
-    return rules.negation.search(window) is not None
+    return negated_before(rules.negation, f, hit)
 
 
 def _scan(rules: Rules, ls: LabelSet, fields: list[Field]) -> Iterator[tuple[Hit, Field]]:

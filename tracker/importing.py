@@ -61,6 +61,9 @@ class FileSource:
     def item_bytes(self, item: Any) -> bytes:
         return self._source.item_bytes(item)
 
+    def item_from_bytes(self, raw: bytes) -> Any:
+        return self._source.item_from_bytes(raw)
+
     def fingerprint(self, item: Any) -> tuple[str, str] | None:
         return None
 

@@ -304,6 +304,18 @@ def str_list(spec: dict[str, Any], key: str, ctx: str) -> list[str]:
 
 
 
+def negated_before(negation: re.Pattern[str], f: Field, hit: Hit) -> bool:
+    """A negation cue closely before ``hit`` in the same sentence of ``f`` ("no history
+    of", "without"): the classifier's and the role reader's one test."""
+    if hit.start < 0:
+        return False
+    window = f.norm[max(0, hit.start - 80): hit.start]
+    bar = window.rfind("|")
+    if bar >= 0:
+        window = window[bar + 1:]
+    return negation.search(window) is not None
+
+
 # Words too common in records to gate a term on (a term holding a rarer one is gated on that):
 # "derived" of "bone marrow derived stem cell", "cells" of "multipotent stromal cells", ...
 _COMMON = frozenset({

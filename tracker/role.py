@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from db.records import PublicationRecord, StudyRecord
-from tracker.matching import Field, Hit, RulesError, compile_terms, norm_term, str_list
+from tracker.matching import (
+    Field,
+    Hit,
+    RulesError,
+    compile_terms,
+    negated_before,
+    norm_term,
+    str_list,
+)
 
 if TYPE_CHECKING:
     from tracker.classify import Evidence, Rules
@@ -136,13 +144,7 @@ def _cues(rr: RoleRules, f: Field, hit: Hit) -> frozenset[str]:
 def _negated(rules: Rules, f: Field, hit: Hit) -> bool:
     """A negation closely before the term in the same sentence of free text (a name such as
     "surgical treatment of non union with MSCs" is not negated)."""
-    if hit.start < 0 or not f.free:
-        return False
-    window = f.norm[max(0, hit.start - 80): hit.start]
-    bar = window.rfind("|")
-    if bar >= 0:
-        window = window[bar + 1:]
-    return rules.negation.search(window) is not None
+    return f.free and negated_before(rules.negation, f, hit)
 
 
 def _mentions(rules: Rules, fields: Iterable[Field], negate: bool = True,
