@@ -255,6 +255,8 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
                                          "bad_token", "same_page", "wrong_type"}),
     "pubmed": frozenset(_COMMON_FAULTS | {"eutils_error", "bad_record", "undeclared_entity"}),
     "europepmc": frozenset(_COMMON_FAULTS | {"same_page", "wrong_type"}),
+    "isrctn": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
+                         "trickle", "invalid_xml", "html_200", "count_mismatch"}),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -668,6 +670,10 @@ _GATEWAY_HTML = (
 )
 
 _HTML_200 = {
+    "isrctn": (
+        "<!DOCTYPE html><html><head><title>ISRCTN - Service unavailable</title></head><body>"
+        "<h1>ISRCTN</h1><p>The service is temporarily unavailable.</p></body></html>"
+    ),
     "ctgov": (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>ClinicalTrials.gov</title></head><body><header><a href=\"/\">"
@@ -958,6 +964,7 @@ class ReplayServer:
         ctgov_studies: Iterable[dict] | None = None,
         pubmed_articles: Iterable[bytes | str] | None = None,
         europepmc_results: Iterable[dict] | None = None,
+        isrctn_trials: Iterable[bytes] | None = None,
         *,
         esearch_ceiling: int = 9999,
         europepmc_end: str = "echo",
@@ -979,6 +986,8 @@ class ReplayServer:
         for item in pubmed_articles or []:
             self.pubmed_articles.extend(split_pubmed_articles(item))
         self.europepmc_results: list[dict] = list(europepmc_results or [])
+        # ISRCTN: one ``<fullTrial>`` element (bytes) per trial, as the XML API sends them
+        self.isrctn_trials: list[bytes] = list(isrctn_trials or [])
         self.esearch_ceiling = esearch_ceiling
         self.europepmc_end = europepmc_end
         self.timeout_sleep = timeout_sleep
@@ -1060,6 +1069,11 @@ class ReplayServer:
     @property
     def europepmc_url(self) -> str:
         return f"{self.base_url}/europepmc/webservices/rest"
+
+    @property
+    def isrctn_url(self) -> str:
+        """ISRCTN's API root (the client appends /query/format/default, /trial/N/...)."""
+        return f"{self.base_url}/isrctn/api"
 
     # ---- data mutation -----------------------------------------------------------------------
     def replace_study(self, study: dict) -> None:
@@ -1155,6 +1169,8 @@ class ReplayServer:
             return "pubmed"
         if path.startswith("/europepmc/"):
             return "europepmc"
+        if path.startswith("/isrctn/"):
+            return "isrctn"
         return None
 
     def _record(self, rec: RecordedRequest) -> None:
@@ -1202,6 +1218,8 @@ class ReplayServer:
                 resp = self._ctgov(rec, kind, fault)
             elif rec.source == "pubmed":
                 resp = self._eutils(rec, kind, fault)
+            elif rec.source == "isrctn":
+                resp = self._isrctn(rec, kind, fault)
             else:
                 resp = self._europepmc(rec, kind, fault)
         except _BadRequest as e:
@@ -1251,6 +1269,48 @@ class ReplayServer:
         if kind == "bad_token":
             return _text(400, _CTGOV_TOKEN_REJECT)
         return None
+
+    # ---- ISRCTN ------------------------------------------------------------------------------
+    _ISRCTN_NS = "http://www.67bricks.com/isrctn"
+    _ISRCTN_EDITED = re.compile(r"lastEdited\s+(GE|GT|LE|LT)\s+(\d{4}-\d{2}-\d{2})")
+    _ISRCTN_UPDATED = re.compile(rb'<trial\b[^>]*\blastUpdated="(\d{4}-\d{2}-\d{2})')
+    _ISRCTN_NUMBER = re.compile(rb"<isrctn\b[^>]*>(\d+)</isrctn>")
+
+    def _isrctn(self, rec: RecordedRequest, kind: str | None, fault: Fault | None
+                ) -> _Response:
+        """``/query/format/default?q=..&limit=N`` (no paging: ``limit`` records of the
+        ``totalCount``, the query's ``lastEdited`` comparisons applied to each trial's
+        ``lastUpdated``; an empty ``q`` is 400, as the API answers) and
+        ``/trial/{digits}/format/default``. ``count_mismatch`` announces one more."""
+        sub = rec.path[len("/isrctn/api"):]
+        if sub.startswith("/trial/"):
+            digits = sub.split("/")[2]
+            found = [t for t in self.isrctn_trials
+                     if (m := self._ISRCTN_NUMBER.search(t)) and m.group(1).decode() == digits]
+            if not found:
+                return _text(404, f"Trial {digits} not found")
+            return self._isrctn_body(found, 1)
+        if sub.rstrip("/") != "/query/format/default":
+            return _text(404, f"Not Found: {rec.path}")
+        q = rec.get("q") or ""
+        if not q.strip():
+            return _text(400, "Query must not be empty")
+        limit = int(rec.get("limit") or 10)
+        chosen = []
+        tests = self._ISRCTN_EDITED.findall(q)
+        for trial in self.isrctn_trials:
+            m = self._ISRCTN_UPDATED.search(trial)
+            day = m.group(1).decode() if m else ""
+            if all({"GE": day >= d, "GT": day > d, "LE": day <= d, "LT": day < d}[op]
+                   for op, d in tests):
+                chosen.append(trial)
+        total = len(chosen) + (1 if kind == "count_mismatch" else 0)
+        return self._isrctn_body(chosen[:limit] if limit > 0 else [], total)
+
+    def _isrctn_body(self, trials: list[bytes], total: int) -> _Response:
+        body = (f'<allTrials xmlns="{self._ISRCTN_NS}" totalCount="{total}">'.encode()
+                + b"".join(trials) + b"</allTrials>")
+        return _Response(200, body, "application/xml;charset=UTF-8")
 
     def _ncbi_429(self, rec: RecordedRequest, client_ip: str, count: int, limit: int) -> _Response:
         key = rec.get("api_key") or client_ip
@@ -1797,3 +1857,26 @@ class ReplayServer:
 
 def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def load_isrctn_trials(folder: Path) -> list[bytes]:
+    """The ``<fullTrial>`` elements of every recorded ISRCTN response in ``folder``, as bytes,
+    one per ISRCTN number (the first recording of each)."""
+    out: dict[bytes, bytes] = {}
+    for path in sorted(folder.glob("*.xml")):
+        body = path.read_bytes()
+        for m in re.finditer(rb"<fullTrial\b.*?</fullTrial>", body, re.S):
+            num = re.search(rb"<isrctn\b[^>]*>(\d+)</isrctn>", m.group(0))
+            if num is not None:
+                out.setdefault(num.group(1), m.group(0))
+    return list(out.values())
+
+
+def clone_isrctn_trial(trial: bytes, number: int, last_updated: str) -> bytes:
+    """A real ``<fullTrial>`` under a new ISRCTN number (8 digits) and ``lastUpdated`` day."""
+    digits = f"{number:08d}".encode()
+    out = re.sub(rb"(<isrctn\b[^>]*>)\d+(</isrctn>)", rb"\g<1>" + digits + rb"\g<2>", trial, count=1)
+    out = re.sub(rb'publicIdentifierCanonical="ISRCTN\d+"',
+                 b'publicIdentifierCanonical="ISRCTN' + digits + b'"', out, count=1)
+    return re.sub(rb'lastUpdated="[^"]*"', b'lastUpdated="' + last_updated.encode()
+                  + b'T10:00:00Z"', out, count=1)
