@@ -1865,7 +1865,7 @@ def load_isrctn_trials(folder: Path) -> list[bytes]:
     out: dict[bytes, bytes] = {}
     for path in sorted(folder.glob("*.xml")):
         body = path.read_bytes()
-        for m in re.finditer(rb"<fullTrial\b.*?</fullTrial>", body, re.S):
+        for m in re.finditer(rb"<fullTrial\b.*?</fullTrial>", body, re.DOTALL):
             num = re.search(rb"<isrctn\b[^>]*>(\d+)</isrctn>", m.group(0))
             if num is not None:
                 out.setdefault(num.group(1), m.group(0))
