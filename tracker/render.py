@@ -918,6 +918,9 @@ def _counts_line(counts: Mapping[str, Any]) -> str:
     for key, (relevant, noun) in _COUNT_WORDS.items():
         if isinstance(counts.get(key), int):
             text = plural(counts[key], noun)
+            if key == "studies" and isinstance(counts.get("trials"), int):
+                text += f" in {plural(counts['trials'], 'trial')}"  # registrations grouped
+                done.add("trials")
             if isinstance(counts.get(relevant), int):
                 text += f" ({counts[relevant]:,} about MSCs)"
                 done.add(relevant)

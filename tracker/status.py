@@ -10,7 +10,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from db.models import FetchRun, Publication, Quarantine, SourceState, Study, UpdateRun
+from db.models import (
+    FetchRun,
+    Publication,
+    Quarantine,
+    SourceState,
+    Study,
+    TrialMember,
+    UpdateRun,
+)
 from sources import REGISTRY
 from tracker.config import Settings
 from tracker.errors import redact
@@ -107,8 +115,13 @@ def collect_status(engine: Engine, settings: Settings, next_run: dt.datetime | N
                 "quarantined": waiting,
             })
         s, p = Study.__table__, Publication.__table__
+        member = TrialMember.__table__
         counts = {
             "studies": conn.execute(select(func.count()).select_from(s)).scalar_one(),
+            # registrations that declare each other are one trial (db.trials)
+            "trials": conn.execute(select(func.count(func.distinct(func.coalesce(
+                member.c.trial_id, s.c.id)))).select_from(s.outerjoin(
+                    member, member.c.study_id == s.c.id))).scalar_one(),
             "studies_msc_relevant": conn.execute(select(func.count()).select_from(s).where(
                 s.c.msc_relevant.is_(True))).scalar_one(),
             "papers": conn.execute(select(func.count()).select_from(p).where(
