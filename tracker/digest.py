@@ -226,11 +226,21 @@ def _study_item(s: dict[str, Any], why: str, entry_key: str) -> dict[str, Any]:
 def _group_trials(studies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New trials under their first condition group (chronic pain first), then by phase."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    first_of: dict[Any, dict[str, Any]] = {}  # a trial's item: its other registrations join it
     for s in studies:
+        trial = s.get("trial_id")
+        if trial is not None and trial in first_of:
+            item = first_of[trial]
+            item["also_registered"] = [*item.get("also_registered", []), s["registry_id"]]
+            item["why"] += f"; also registered as {s['registry_id']}"
+            continue
         group = min(group_keys(s), key=_group_order)
-        cells.setdefault((group, s["phase"]), []).append(_study_item(
+        item = _study_item(
             s, f"New trial, first posted {s['first_posted'] or 'on an unknown date'}",
-            f"study:{s['registry_id']}:new"))
+            f"study:{s['registry_id']}:new")
+        if trial is not None:
+            first_of[trial] = item
+        cells.setdefault((group, s["phase"]), []).append(item)
     out = []
     for group, phase in sorted(cells, key=lambda k: (_group_order(k[0]), PHASE_ORDER.index(
             k[1]) if k[1] in PHASE_ORDER else len(PHASE_ORDER))):

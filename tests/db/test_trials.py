@@ -174,3 +174,22 @@ def test_report_counts_trials_not_registrations(tmp_path: Path) -> None:
     listed = json.loads(runner.invoke(app, ["studies", "--db", str(path), "-f", "json"]).output)
     assert sorted(r["registry_id"] for r in listed) == ["NCT05160831", "NCT09100001"]
     assert len({r["trial_id"] for r in listed}) == 1
+
+
+def test_digest_lists_a_trial_once_with_its_other_registrations(tmp_path: Path) -> None:
+    from db.engine import make_engine
+
+    path = tmp_path / "digest.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    store(engine, real("NCT05160831"),
+          declaring(real("NCT05160831"), "NCT09100001", "NCT05160831"))
+    engine.dispose()
+    res = runner.invoke(app, ["digest", "--db", str(path), "--since", "2000-01-01", "-f",
+                              "json"])
+    assert res.exit_code == 0, res.output + res.stderr
+    data = json.loads(res.output)
+    items = [i for cell in data["new_trials"] for i in cell["items"]]
+    assert len(items) == 1, items
+    assert items[0]["also_registered"] in (["NCT09100001"], ["NCT05160831"])
+    assert "also registered as NCT" in items[0]["why"]
