@@ -89,6 +89,11 @@ class Labels:
     role: str = "none"  # tracker.role.ROLES; msc_relevant is role therapy or laboratory
     minimally_manipulated: bool = False
 
+    @property
+    def msc_role(self) -> str:
+        """``role`` under the name its column has (``study.msc_role``)."""
+        return self.role
+
 
 
 @dataclass(slots=True, frozen=True)
