@@ -25,6 +25,7 @@ At the end the module prints a table: source x fault, outcome, records lost (mus
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 import time
@@ -39,12 +40,16 @@ from conftest import FAULT_TABLE, ctgov_studies
 from dbsnapshot import base_env, diff, lost, runs, snapshot, state, tracker, write_config
 from replay_server import (
     ReplayServer,
+    clone_isrctn_trial,
     fixture_dir,
     load_europepmc_results,
+    load_isrctn_trials,
     load_pubmed_articles,
 )
 
-PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8}  # 11 studies, 9 articles, 25 results
+# 11 studies, 9 articles, 25 results, 20 ISRCTN trials (windows split to 8)
+PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8, "isrctn": 8}
+ISRCTN_TRIALS = 20
 TIMEOUT = 0.6  # client read timeout (s); the server's "timeout" fault sleeps TIMEOUT_SLEEP
 # Cases that do not test timing read with a timeout no busy machine reaches: with 0.6 s, a
 # loaded machine once timed out a healthy page, and the retry took the fault's place.
@@ -70,6 +75,11 @@ def server_data() -> dict[str, Any]:
         "pubmed_articles": load_pubmed_articles(fixture_dir("pubmed")),
         "europepmc_results": load_europepmc_results(
             fixture_dir("europepmc") / "search_cancer_core.json"),
+        # the recorded trials cloned under new numbers, one lastUpdated day apart
+        "isrctn_trials": [clone_isrctn_trial(
+            real, 91000000 + i, (dt.date.today() - dt.timedelta(days=ISRCTN_TRIALS - i))
+            .isoformat()) for i, real in enumerate(
+                load_isrctn_trials(fixture_dir("isrctn")) * 4) if i < ISRCTN_TRIALS],
     }
 
 
@@ -84,6 +94,8 @@ def make_env(srv: ReplayServer, db: Path, cfg: Path,
         "TRACKER_CTGOV_URL": srv.ctgov_url,
         "TRACKER_PUBMED_URL": srv.pubmed_url,
         "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
+        "TRACKER_ISRCTN_URL": srv.isrctn_url,
+        "TRACKER_ISRCTN_ENABLED": "true",
     }
     for src, size in PAGE_SIZE.items():
         env[f"TRACKER_{src.upper()}_PAGE_SIZE"] = str(size)
@@ -259,6 +271,13 @@ CASES: list[Case] = [
     _wrong_type("europepmc", "abstractText:list"),
     _wrong_type("europepmc", "id:list"),
     _since_future("europepmc"),
+    # ---- ISRCTN: 20 trials, lastEdited windows split to 8 (no paging; counts, then fetches)
+    *_transient("isrctn"),
+    *_persistent("isrctn"),
+    Case("isrctn", "invalid_xml", FAIL, r"^isrctn: .*not well-formed XML"),
+    Case("isrctn", "html_200", FAIL, r"^isrctn: response is <html>, not the <allTrials> list"),
+    # (a response whose totalCount is one more than it holds: tests/test_e2e_isrctn.py)
+    _since_future("isrctn"),
 ]
 
 # ------------------------------------------------------------------ results table ---------
