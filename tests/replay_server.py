@@ -257,6 +257,8 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "europepmc": frozenset(_COMMON_FAULTS | {"same_page", "wrong_type"}),
     "isrctn": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
                          "trickle", "invalid_xml", "html_200", "count_mismatch"}),
+    "ctis": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
+                       "trickle", "invalid_json", "html_200", "count_mismatch"}),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -670,6 +672,10 @@ _GATEWAY_HTML = (
 )
 
 _HTML_200 = {
+    "ctis": (
+        "<!DOCTYPE html><html><head><title>CTIS - Maintenance</title></head><body>"
+        "<h1>Clinical Trials Information System</h1><p>Scheduled maintenance.</p></body></html>"
+    ),
     "isrctn": (
         "<!DOCTYPE html><html><head><title>ISRCTN - Service unavailable</title></head><body>"
         "<h1>ISRCTN</h1><p>The service is temporarily unavailable.</p></body></html>"
@@ -965,6 +971,7 @@ class ReplayServer:
         pubmed_articles: Iterable[bytes | str] | None = None,
         europepmc_results: Iterable[dict] | None = None,
         isrctn_trials: Iterable[bytes] | None = None,
+        ctis_trials: Iterable[tuple[dict, dict]] | None = None,
         *,
         esearch_ceiling: int = 9999,
         europepmc_end: str = "echo",
@@ -988,6 +995,8 @@ class ReplayServer:
         self.europepmc_results: list[dict] = list(europepmc_results or [])
         # ISRCTN: one ``<fullTrial>`` element (bytes) per trial, as the XML API sends them
         self.isrctn_trials: list[bytes] = list(isrctn_trials or [])
+        # EU CTIS: (search summary, retrieve record) per trial, in the search's order
+        self.ctis_trials: list[tuple[dict, dict]] = list(ctis_trials or [])
         self.esearch_ceiling = esearch_ceiling
         self.europepmc_end = europepmc_end
         self.timeout_sleep = timeout_sleep
@@ -1069,6 +1078,11 @@ class ReplayServer:
     @property
     def europepmc_url(self) -> str:
         return f"{self.base_url}/europepmc/webservices/rest"
+
+    @property
+    def ctis_url(self) -> str:
+        """EU CTIS's public API root (POST /search, GET /retrieve/{ctNumber})."""
+        return f"{self.base_url}/ctis/ctis-public-api"
 
     @property
     def isrctn_url(self) -> str:
@@ -1171,6 +1185,8 @@ class ReplayServer:
             return "europepmc"
         if path.startswith("/isrctn/"):
             return "isrctn"
+        if path.startswith("/ctis/"):
+            return "ctis"
         return None
 
     def _record(self, rec: RecordedRequest) -> None:
@@ -1220,6 +1236,8 @@ class ReplayServer:
                 resp = self._eutils(rec, kind, fault)
             elif rec.source == "isrctn":
                 resp = self._isrctn(rec, kind, fault)
+            elif rec.source == "ctis":
+                resp = self._ctis(rec, kind, fault)
             else:
                 resp = self._europepmc(rec, kind, fault)
         except _BadRequest as e:
@@ -1269,6 +1287,37 @@ class ReplayServer:
         if kind == "bad_token":
             return _text(400, _CTGOV_TOKEN_REJECT)
         return None
+
+    # ---- EU CTIS -----------------------------------------------------------------------------
+    def _ctis(self, rec: RecordedRequest, kind: str | None, fault: Fault | None) -> _Response:
+        """``POST /search`` with the documented JSON body (API_NOTES 6.2): 1-based pages of
+        ``pagination.size``; page 0 answers 200 with ``totalRecords: 0`` (the documented trap);
+        ``GET /retrieve/{ctNumber}``. ``count_mismatch`` announces one more trial."""
+        sub = rec.path[len("/ctis/ctis-public-api"):]
+        if sub.startswith("/retrieve/"):
+            ct = sub.rsplit("/", 1)[-1]
+            for summary, record in self.ctis_trials:
+                if summary.get("ctNumber") == ct:
+                    return _json(200, record)
+            return _json(404, {"message": f"Trial {ct} not found"})
+        if sub.rstrip("/") != "/search" or rec.method != "POST":
+            return _text(404, f"Not Found: {rec.path}")
+        try:
+            body = json.loads(rec.body or b"{}")
+            page = int(body["pagination"]["page"])
+            size = int(body["pagination"]["size"])
+        except (ValueError, KeyError, TypeError):
+            return _json(400, {"message": "Bad request body"})
+        total = len(self.ctis_trials) + (1 if kind == "count_mismatch" else 0)
+        pages = -(-total // max(1, size))
+        if page < 1:  # API_NOTES 6.4: page 0 is 200 with nothing
+            return _json(200, {"showWarning": False, "pagination": {
+                "totalRecords": 0, "currentPage": page, "totalPages": 0, "nextPage": False,
+                "prevPage": False}, "data": []})
+        data = [s for s, _ in self.ctis_trials[(page - 1) * size: page * size]]
+        return _json(200, {"showWarning": False, "pagination": {
+            "totalRecords": total, "currentPage": page, "totalPages": pages,
+            "nextPage": page < pages, "prevPage": page > 1}, "data": data})
 
     # ---- ISRCTN ------------------------------------------------------------------------------
     _ISRCTN_NS = "http://www.67bricks.com/isrctn"
