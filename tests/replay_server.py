@@ -259,6 +259,8 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
                          "trickle", "invalid_xml", "html_200", "count_mismatch"}),
     "ctis": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
                        "trickle", "invalid_json", "html_200", "count_mismatch"}),
+    "euctr": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
+                        "trickle", "html_200", "count_mismatch"}),
 }
 
 # --------------------------------------------------------------------------------------------
@@ -972,6 +974,7 @@ class ReplayServer:
         europepmc_results: Iterable[dict] | None = None,
         isrctn_trials: Iterable[bytes] | None = None,
         ctis_trials: Iterable[tuple[dict, dict]] | None = None,
+        euctr_trials: Iterable[tuple[str, dict[str, bytes]]] | None = None,
         *,
         esearch_ceiling: int = 9999,
         europepmc_end: str = "echo",
@@ -997,6 +1000,8 @@ class ReplayServer:
         self.isrctn_trials: list[bytes] = list(isrctn_trials or [])
         # EU CTIS: (search summary, retrieve record) per trial, in the search's order
         self.ctis_trials: list[tuple[dict, dict]] = list(ctis_trials or [])
+        # EU CTR: (EudraCT number, {member state: protocol text}) per trial, in search order
+        self.euctr_trials: list[tuple[str, dict[str, bytes]]] = list(euctr_trials or [])
         self.esearch_ceiling = esearch_ceiling
         self.europepmc_end = europepmc_end
         self.timeout_sleep = timeout_sleep
@@ -1078,6 +1083,11 @@ class ReplayServer:
     @property
     def europepmc_url(self) -> str:
         return f"{self.base_url}/europepmc/webservices/rest"
+
+    @property
+    def euctr_url(self) -> str:
+        """The EU Clinical Trials Register's ctr-search root (search, rest/download/trial)."""
+        return f"{self.base_url}/euctr/ctr-search"
 
     @property
     def ctis_url(self) -> str:
@@ -1187,6 +1197,8 @@ class ReplayServer:
             return "isrctn"
         if path.startswith("/ctis/"):
             return "ctis"
+        if path.startswith("/euctr/"):
+            return "euctr"
         return None
 
     def _record(self, rec: RecordedRequest) -> None:
@@ -1238,6 +1250,8 @@ class ReplayServer:
                 resp = self._isrctn(rec, kind, fault)
             elif rec.source == "ctis":
                 resp = self._ctis(rec, kind, fault)
+            elif rec.source == "euctr":
+                resp = self._euctr(rec, kind, fault)
             else:
                 resp = self._europepmc(rec, kind, fault)
         except _BadRequest as e:
@@ -1287,6 +1301,32 @@ class ReplayServer:
         if kind == "bad_token":
             return _text(400, _CTGOV_TOKEN_REJECT)
         return None
+
+    # ---- EU Clinical Trials Register ---------------------------------------------------------
+    _EUCTR_PAGE = 20  # the register sends 20 trials a page
+
+    def _euctr(self, rec: RecordedRequest, kind: str | None, fault: Fault | None) -> _Response:
+        """``search?query=..&page=N``: the recorded search page's HTML with its result table
+        repeated for each trial of the page (20 a page) and its total replaced;
+        ``rest/download/trial/{EudraCT}/{CC}``: that protocol's text. The query itself is not
+        applied (every stored trial is a hit, as for the other sources); a query that is an
+        EudraCT number finds that trial. ``count_mismatch`` announces one more."""
+        sub = rec.path[len("/euctr/ctr-search"):]
+        if sub.startswith("/rest/download/trial/"):
+            _, eudract, country = sub.rsplit("/", 2)
+            for number, texts in self.euctr_trials:
+                if number == eudract and country in texts:
+                    return _Response(200, texts[country], "text/plain; charset=utf-8")
+            return _text(404, f"No protocol {eudract}/{country}")
+        if sub.rstrip("/") != "/search":
+            return _text(404, f"Not Found: {rec.path}")
+        query = (rec.get("query") or "").strip()
+        page = int(rec.get("page") or 1)
+        hits = [t for t in self.euctr_trials if query == t[0]] or (
+            self.euctr_trials if not re.fullmatch(r"\d{4}-\d{6}-\d{2}", query) else [])
+        total = len(hits) + (1 if kind == "count_mismatch" else 0)
+        chosen = hits[(page - 1) * self._EUCTR_PAGE: page * self._EUCTR_PAGE]
+        return _Response(200, _euctr_search_html(chosen, total), "text/html;charset=UTF-8")
 
     # ---- EU CTIS -----------------------------------------------------------------------------
     def _ctis(self, rec: RecordedRequest, kind: str | None, fault: Fault | None) -> _Response:
@@ -1929,3 +1969,28 @@ def clone_isrctn_trial(trial: bytes, number: int, last_updated: str) -> bytes:
                  b'publicIdentifierCanonical="ISRCTN' + digits + b'"', out, count=1)
     return re.sub(rb'lastUpdated="[^"]*"', b'lastUpdated="' + last_updated.encode()
                   + b'T10:00:00Z"', out, count=1)
+
+
+_EUCTR_SEARCH = "euctr/euctr_search_query_2015-000590-12.html"  # the recorded search page
+
+
+def _euctr_search_html(trials: list[tuple[str, dict[str, bytes]]], total: int) -> bytes:
+    """The recorded EU CTR search page with one copy of its result table per trial (the
+    trial's EudraCT number and member-state protocol links swapped in) and ``total``."""
+    page = (_TESTS_DIR / "fixtures" / _EUCTR_SEARCH).read_text(encoding="utf-8")
+    start = page.index('<table class="result">')
+    end = page.index("</table>", page.rindex('<table class="meddra"')) + len("</table>")
+    end = page.index("</table>", end) + len("</table>")  # the result table itself
+    head, block, tail = page[:start], page[start:end], page[end:]
+    links = re.search(r'<a href="/ctr-search/trial/2015-000590-12/DE">DE</a>\s*'
+                      r'<span class="status">\(Completed\)</span>', block)
+    assert links is not None, "the recorded search page changed"
+    tables = []
+    for eudract, texts in trials:
+        anchors = "\n".join(
+            f'<a href="/ctr-search/trial/{eudract}/{cc}">{cc}</a> '
+            f'<span class="status">(Ongoing)</span>' for cc in sorted(texts))
+        tables.append(block.replace(links.group(0), anchors).replace("2015-000590-12", eudract))
+    head = re.sub(r"Trials with a EudraCT protocol \(\d+\)",
+                  f"Trials with a EudraCT protocol ({total})", head)
+    return (head + "\n".join(tables) + tail).encode("utf-8")
