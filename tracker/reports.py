@@ -190,11 +190,13 @@ def check_registry(value: str | None) -> str | None:
     """A registry slug (tracker.trial_ids.REGISTRIES), or UsageError naming them."""
     if value is None:
         return None
+    from sources import SOURCES
     from tracker.trial_ids import REGISTRIES
 
+    known = list(REGISTRIES) + [s for s in SOURCES if s not in REGISTRIES]  # + "ictrp" copies
     slug = value.strip().lower()
-    if slug not in REGISTRIES:
-        raise UsageError(f"--registry {value!r} is not one of: {', '.join(REGISTRIES)}")
+    if slug not in known:
+        raise UsageError(f"--registry {value!r} is not one of: {', '.join(known)}")
     return slug
 
 
