@@ -404,6 +404,10 @@ def update(
         "--dry-run", help="Ask each source only how many records the run would load, and "
         "print the window, records, requests and an estimate of the time; stores nothing.")]
     = False,
+    save_raw: Annotated[str | None, typer.Option(
+        "--save-raw", metavar="DIR", help="Also keep every page each source sent in DIR "
+        "(DIR/<source>/...); tracker import DIR reads them back, e.g. on an air-gapped "
+        "mirror or after a parser fix.", show_default=False)] = None,
     db: DbOpt = None,
 ) -> None:
     """Fetch new and changed records from the public sources into the database.
@@ -433,7 +437,8 @@ def update(
                 progress_display(terminal, log=progress is None) as bars:
             ensure_schema(engine)
             summaries = run_update(settings, engine, names=names, full=full, since=since_date,
-                                   progress=bars)
+                                   progress=bars,
+                                   save_raw=Path(save_raw) if save_raw else None)
         for s in summaries:
             typer.echo(s.line())
         failed = [s for s in summaries if s.error]
@@ -972,29 +977,37 @@ def classify(
 
 @app.command("import")
 def import_file(
-    source: Annotated[str, typer.Argument(help="The source of the file: ictrp (the WHO "
-                                               "ICTRP search portal's XML export).")],
-    path: Annotated[str, typer.Argument(help="The file to read.", show_default=False)],
+    source: Annotated[str, typer.Argument(
+        help="ictrp (a WHO ICTRP search-portal XML export, given as PATH), or a folder "
+             "written by tracker update --save-raw (then no PATH).", show_default=False)],
+    path: Annotated[str | None, typer.Argument(help="The export file to read.",
+                                               show_default=False)] = None,
     wait: WaitOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Read an export file through the same pipeline as an update (parsed, classified,
-    stored a page at a time, broken records quarantined, history kept); a later import of a
-    newer export updates the same registrations."""
+    """Read an export file, or the pages an update saved (--save-raw), through the same
+    pipeline as an update: parsed, classified, stored a page at a time, broken records
+    quarantined, history kept. Importing again updates the same registrations."""
     from db.migrate import ensure_schema
-    from tracker.importing import run_import
+    from tracker.importing import run_archive, run_import
     from tracker.lock import update_lock
 
     with errors():
         settings = settings_for(db, lock_wait=wait)
+        if path is None and not Path(source).is_dir():
+            raise ConfigError(f"{source!r} is not a folder of saved pages; to import an "
+                              "export give its source and file: tracker import ictrp FILE.xml")
         engine = open_db(settings, create=True, migrate=False)
         with update_lock(engine, wait=settings.lock_wait):
             ensure_schema(engine)
-            summary = run_import(engine, settings, source.strip().lower(), path)
-        typer.echo(summary.line())
-        if summary.error:
+            summaries = (run_archive(engine, settings, source) if path is None
+                         else [run_import(engine, settings, source.strip().lower(), path)])
+        for summary in summaries:
+            typer.echo(summary.line())
+        failed = [s for s in summaries if s.error]
+        for summary in failed:
             typer.echo(f"error: {summary.error}", err=True)
-        if summary.outcome == "failed":
+        if any(s.outcome == "failed" for s in summaries):
             raise typer.Exit(1)
 
 

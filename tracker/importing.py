@@ -34,11 +34,13 @@ IMPORTABLE = ("ictrp",)
 
 
 class FileSource:
-    """A source whose pages come from a file (``records_of_file``) instead of its API."""
+    """A source whose pages come from a file (``records_of_file``), or from a folder of
+    pages saved by ``tracker update --save-raw`` (``saved``), instead of its API."""
 
-    def __init__(self, source: Any, path: Path) -> None:
+    def __init__(self, source: Any, path: Path, saved: bool = False) -> None:
         self._source = source
         self._path = path
+        self._saved = saved
         self.name = source.name
         self.kind = source.kind
         self.registry = source.registry
@@ -46,10 +48,16 @@ class FileSource:
         self.batch_size = source.batch_size
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
+        if self._saved:
+            from tracker.archive import read_pages
+
+            return read_pages(self._path, self._source.item_from_bytes)
         return self._source.records_of_file(self._path)
 
     def parse(self, item: Any) -> Any:
         rec = self._source.parse(item)
+        if self._saved:
+            return rec  # the source's own pages: its own records
         if rec.registry in SOURCES and rec.registry != self.name:
             # A registry with a source of its own: ICTRP's copy is a registration beside it.
             rec = dataclasses.replace(rec, registry=self.name, source=self.name)
@@ -72,6 +80,39 @@ class FileSource:
 
     def count(self, http: Any, window: Window) -> Any:
         return self._source.count(http, window)
+
+
+def run_archive(engine: Engine, settings: Settings, path: str) -> list[RunSummary]:
+    """Read a folder written by ``tracker update --save-raw`` back, every source in it, as
+    one update: its pages go through the same pipeline, quarantine and history as a fetch."""
+    from tracker.archive import archived_sources
+
+    root = Path(path)
+    names = archived_sources(root)
+    if not names:
+        raise ConfigError(f"{path!r} holds no saved pages (DIR/<source>/*.jsonl, as tracker "
+                          "update --save-raw DIR writes them)")
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise ConfigError(f"{path!r} holds pages of {unknown[0]!r}, which is not a source; "
+                          f"sources: {', '.join(SOURCES)}")
+    rules = load_rules(settings.rules)
+    update_id = start_update(engine, names, full=True)
+    summaries: list[RunSummary] = []
+    outcome, error = "failed", "stopped before the saved pages were read"
+    try:
+        for name in names:
+            source = FileSource(source_class(name).from_settings(settings), root / name,
+                                saved=True)
+            summaries.append(run_source(engine, source, None, full=True, rules=rules,
+                                        update_id=update_id))
+        outcome, error = update_outcome(summaries)
+    except KeyboardInterrupt:
+        outcome, error = "failed", "interrupted before the saved pages were read"
+        raise
+    finally:
+        finish_update(engine, update_id, outcome, error)
+    return summaries
 
 
 def run_import(engine: Engine, settings: Settings, name: str, path: str) -> RunSummary:

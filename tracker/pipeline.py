@@ -311,11 +311,13 @@ def run_source(
     rules: Any = None,
     update_id: int | None = None,
     stop: Any = None,
+    save_raw: Any = None,
 ) -> RunSummary:
     """Fetch, parse and store one window of ``source``; return what happened.
 
     ``stop`` (a ``threading.Event``) ends the run as interrupted at the next page when set:
-    the update interrupts the sources it runs side by side this way.
+    the update interrupts the sources it runs side by side this way. ``save_raw`` (a
+    ``tracker.archive.RawArchive``) keeps every page before it is stored.
 
     ``update_id`` is the ``update_run`` this source run belongs to (``tracker update``).
 
@@ -357,6 +359,8 @@ def run_source(
             if sets:
                 sets[-1].add(source, page.items)
             summary.requests, summary.retries = _http_delta(http, stats_before)
+            if save_raw is not None:  # tracker update --save-raw DIR: the page as it came
+                save_raw.save(page, source.item_bytes)
             ingest_page(engine, source, page, run_id, summary, rules)
             del page
             if LARGE_PAGES in source.capabilities:

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from db.models import FetchRun, UpdateRun
 from sources import REGISTRY, fetched, get_source
+from tracker.archive import RawArchive
 from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError, one_line
@@ -53,6 +55,7 @@ def run_update(
     since: dt.date | None = None,
     progress: Callable[[str], ProgressFn] | None = None,
     transport: httpx.BaseTransport | None = None,
+    save_raw: Path | None = None,
 ) -> list[RunSummary]:
     """Run each source in turn, all within one update run. A failing source does not stop
     the others.
@@ -76,6 +79,7 @@ def run_update(
                     overlap_days=settings.overlap_days, full=full, since=since,
                     progress=progress(name) if progress else None, rules=rules,
                     update_id=update_id, stop=stop,
+                    save_raw=RawArchive(save_raw, name) if save_raw is not None else None,
                 )
 
             if len(chosen) > 1 and settings.concurrent_sources:
