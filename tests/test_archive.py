@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import ctgov_studies
 from dbsnapshot import base_env, runs, snapshot, tracker, write_config
 from replay_server import ReplayServer, fixture_dir, load_europepmc_results, load_pubmed_articles
-
-from conftest import ctgov_studies
 
 
 def _data() -> dict:
