@@ -674,6 +674,10 @@ _GATEWAY_HTML = (
 )
 
 _HTML_200 = {
+    "euctr": (
+        "<!DOCTYPE html><html><head><title>EU Clinical Trials Register</title></head><body>"
+        "<h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>"
+    ),
     "ctis": (
         "<!DOCTYPE html><html><head><title>CTIS - Maintenance</title></head><body>"
         "<h1>Clinical Trials Information System</h1><p>Scheduled maintenance.</p></body></html>"

@@ -48,7 +48,8 @@ from replay_server import (
 )
 
 # 11 studies, 9 articles, 25 results, 20 ISRCTN trials (windows split to 8)
-PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8, "isrctn": 8}
+# EU CTR (24 trials: 20 a page, the register's size) and CTIS (3 crafted trials, pages of 2)
+PAGE_SIZE = {"ctgov": 4, "pubmed": 3, "europepmc": 8, "isrctn": 8, "euctr": 20, "ctis": 2}
 ISRCTN_TRIALS = 20
 TIMEOUT = 0.6  # client read timeout (s); the server's "timeout" fault sleeps TIMEOUT_SLEEP
 # Cases that do not test timing read with a timeout no busy machine reaches: with 0.6 s, a
@@ -69,12 +70,26 @@ DEADLINE = TIMEOUT * 5.0
 TRICKLE_BOUND = (MAX_RETRIES + 1) * (DEADLINE + TIMEOUT + 0.2) + 15.0
 
 
+def _euctr_trials() -> list[Any]:
+    from test_e2e_euctr import trials  # the recorded protocols, cloned (see that module)
+
+    return trials()
+
+
+def _ctis_trials() -> list[Any]:
+    from test_e2e_ctis import trials  # the crafted CTIS fixtures (see that module)
+
+    return trials()
+
+
 def server_data() -> dict[str, Any]:
     return {
         "ctgov_studies": ctgov_studies(),
         "pubmed_articles": load_pubmed_articles(fixture_dir("pubmed")),
         "europepmc_results": load_europepmc_results(
             fixture_dir("europepmc") / "search_cancer_core.json"),
+        "euctr_trials": _euctr_trials(),
+        "ctis_trials": _ctis_trials(),
         # the recorded trials cloned under new numbers, one lastUpdated day apart
         "isrctn_trials": [clone_isrctn_trial(
             real, 91000000 + i, (dt.date.today() - dt.timedelta(days=ISRCTN_TRIALS - i))
@@ -96,6 +111,10 @@ def make_env(srv: ReplayServer, db: Path, cfg: Path,
         "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
         "TRACKER_ISRCTN_URL": srv.isrctn_url,
         "TRACKER_ISRCTN_ENABLED": "true",
+        "TRACKER_EUCTR_URL": srv.euctr_url,
+        "TRACKER_EUCTR_ENABLED": "true",
+        "TRACKER_CTIS_URL": srv.ctis_url,
+        "TRACKER_CTIS_ENABLED": "true",
     }
     for src, size in PAGE_SIZE.items():
         env[f"TRACKER_{src.upper()}_PAGE_SIZE"] = str(size)
@@ -278,6 +297,17 @@ CASES: list[Case] = [
     Case("isrctn", "html_200", FAIL, r"^isrctn: response is <html>, not the <allTrials> list"),
     # (a response whose totalCount is one more than it holds: tests/test_e2e_isrctn.py)
     _since_future("isrctn"),
+    # ---- EU CTR: 24 trials, search pages of 20, one protocol text per member state
+    *_transient("euctr"),
+    *_persistent("euctr"),
+    Case("euctr", "html_200", FAIL, r"^euctr: .*layout", on_request=1),
+    _since_future("euctr"),
+    # ---- EU CTIS: 3 trials (crafted), search pages of 2, then one retrieve each
+    *_transient("ctis"),
+    *_persistent("ctis"),
+    Case("ctis", "invalid_json", FAIL, r"^ctis: .*is not JSON", on_request=1),
+    Case("ctis", "html_200", FAIL, r"^ctis: .*is not JSON.*'<", on_request=1),
+    _since_future("ctis"),
 ]
 
 # ------------------------------------------------------------------ results table ---------
