@@ -86,6 +86,7 @@ class Source(Protocol):
     registry: str
     capabilities: frozenset[str]
     batch_size: int  # records stored per batch (a transaction holds a page)
+    retry_statuses: frozenset[int]  # the API's own throttling statuses, retried
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
         """Yield the pages of ``window``; raise FetchError/ParseError when the API fails."""
@@ -143,6 +144,9 @@ class BaseSource:
     registry: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset()
     batch_size: ClassVar[int] = 200
+    # HTTP statuses this source's API throttles with, beyond 429/500/502/503/504: retried
+    # with backoff like them (EU CTIS answers 403 when it throttles, API_NOTES 6.4).
+    retry_statuses: ClassVar[frozenset[int]] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Any) -> BaseSource:

@@ -648,6 +648,7 @@ class CTIS(BaseSource):
     kind = "study"
     registry = NAME
     capabilities = frozenset({FETCH_IDS})
+    retry_statuses = frozenset({403})  # CTIS throttles with 403/429/503 (API_NOTES 6.4)
 
     @staticmethod
     def parse_raw(raw: bytes) -> StudyRecord:

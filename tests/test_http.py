@@ -196,3 +196,18 @@ def test_post_sends_a_json_body_and_resends_it_on_a_retry() -> None:
     assert all(ct == "application/json" for _, ct, _ in seen)
     assert seen[0][2] == seen[1][2] and b'"containAll":"msc"' in seen[0][2].replace(b" ", b"")
     assert (http.stats.requests, http.stats.retries) == (2, 1)
+
+
+def test_a_sources_own_throttling_status_is_retried() -> None:
+    """EU CTIS answers 403 when it throttles (API_NOTES 6.4): its Http retries 403 as it
+    retries 429; another source's 403 still fails at once."""
+    answers = [httpx.Response(403), httpx.Response(200, json={"data": []})]
+    sleeps: list[float] = []
+    settings = load_settings({"db": "x.sqlite", "backoff_cap": 0.1}, env={})
+    client = make_client(settings, transport=httpx.MockTransport(lambda r: answers.pop(0)))
+    http = Http(client, settings, sleep=sleeps.append, retry_statuses=frozenset({403}))
+    assert http.post("ctis", CTIS_URL, json={}).json() == {"data": []}
+    assert len(sleeps) == 1
+    plain = _http(lambda request: httpx.Response(403, text="Forbidden"), [])
+    with pytest.raises(FetchError, match="HTTP 403"):
+        plain.get("ctgov", CTGOV_URL)

@@ -143,8 +143,11 @@ class Http:
         *,
         sleep: Any = time.sleep,
         deadline: float | None = None,
+        retry_statuses: frozenset[int] = frozenset(),
     ) -> None:
         self.client = client
+        # a source's own throttling answers beside the usual ones (EU CTIS answers 403)
+        self.retry_statuses = RETRY_STATUSES | retry_statuses
         self.settings = settings
         self.deadline = request_deadline(settings) if deadline is None else deadline
         self.stats = HttpStats()
@@ -252,7 +255,7 @@ class Http:
                            f"{type(exc).__name__}: {redact(str(exc)) or 'connection failed'}; "
                            "check the connection or proxy, then run again")
             ) from exc
-        if response.status_code in RETRY_STATUSES:
+        if response.status_code in self.retry_statuses:
             error = FetchError.from_response(source, response)
             raise _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 400:

@@ -46,6 +46,7 @@ class FileSource:
         self.registry = source.registry
         self.capabilities = source.capabilities
         self.batch_size = source.batch_size
+        self.retry_statuses = source.retry_statuses
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
         if self._saved:

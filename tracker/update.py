@@ -74,8 +74,9 @@ def run_update(
 
             def run(name: str, db: Any, stop: threading.Event | None = None) -> RunSummary:
                 # Each source has its own Http: its own rate limiter and request counts.
+                source = get_source(name, settings)
                 return run_source(
-                    db, get_source(name, settings), Http(client, settings),
+                    db, source, Http(client, settings, retry_statuses=source.retry_statuses),
                     overlap_days=settings.overlap_days, full=full, since=since,
                     progress=progress(name) if progress else None, rules=rules,
                     update_id=update_id, stop=stop,
