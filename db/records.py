@@ -76,6 +76,24 @@ class Arm:
     interventions: list[str] = field(default_factory=list)
 
 
+# The StudyRecord fields stored as ``study`` columns of the same name: the one list the upsert
+# copies (db.upsert._study_row) and tests/db/test_migrations.py checks against the table
+# (db.models.Study). The others are derived columns (interventions, mesh_terms), child tables
+# (STUDY_CHILDREN), the raw record, or labels.
+STUDY_COLUMNS = (
+    "registry", "registry_id", "source", "title", "official_title", "acronym", "study_type",
+    "phase", "phase_raw", "status", "status_raw", "why_stopped", "conditions", "keywords",
+    "enrollment", "enrollment_type", "sponsor", "sponsor_class", "first_posted",
+    "last_update_posted", "start_date", "primary_completion_date", "completion_date",
+    "has_results", "results_first_posted", "countries", "brief_summary", "url",
+    "content_hash",
+)
+# StudyRecord fields stored as rows of their own tables (db.upsert._child_rows), or read from
+# the raw record when needed (arms, outcomes, description, eligibility, aliases).
+STUDY_CHILDREN = ("interventions", "mesh", "secondary_ids", "references")
+STUDY_FROM_RAW = ("arms", "primary_outcomes", "detailed_description", "eligibility", "aliases")
+
+
 @dataclass(slots=True)
 class StudyRecord:
     """One registration, normalised. ``phase``/``status`` are TAXONOMY.md canonical values."""

@@ -39,7 +39,7 @@ from db.models import (
     StudySecondaryId,
     StudyVersion,
 )
-from db.records import StudyRecord
+from db.records import STUDY_COLUMNS, StudyRecord
 
 STUDY = Study.__table__
 CHILD_TABLES = (
@@ -104,37 +104,9 @@ def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
 
 def _study_row(rec: StudyRecord, now: dt.datetime, run_id: int | None) -> dict[str, Any]:
     return {
-        "registry": rec.registry,
-        "registry_id": rec.registry_id,
-        "source": rec.source,
-        "title": rec.title,
-        "official_title": rec.official_title,
-        "acronym": rec.acronym,
-        "study_type": rec.study_type,
-        "phase": rec.phase,
-        "phase_raw": rec.phase_raw,
-        "status": rec.status,
-        "status_raw": rec.status_raw,
-        "why_stopped": rec.why_stopped,
-        "conditions": rec.conditions,
-        "keywords": rec.keywords,
+        **{name: getattr(rec, name) for name in STUDY_COLUMNS},
         "interventions": [iv.name for iv in rec.interventions],
         "mesh_terms": [m.term for m in rec.mesh if not m.ancestor],
-        "enrollment": rec.enrollment,
-        "enrollment_type": rec.enrollment_type,
-        "sponsor": rec.sponsor,
-        "sponsor_class": rec.sponsor_class,
-        "first_posted": rec.first_posted,
-        "last_update_posted": rec.last_update_posted,
-        "start_date": rec.start_date,
-        "primary_completion_date": rec.primary_completion_date,
-        "completion_date": rec.completion_date,
-        "has_results": rec.has_results,
-        "results_first_posted": rec.results_first_posted,
-        "countries": rec.countries,
-        "brief_summary": rec.brief_summary,
-        "url": rec.url,
-        "content_hash": rec.content_hash,
         "raw": compress(rec.raw),
         "first_seen_at": now,
         "last_changed_at": now,

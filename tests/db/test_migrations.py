@@ -120,3 +120,18 @@ def test_0003_database_with_history_upgrades_keeping_every_row(
         rows = query_changes(conn, ChangeFilter(labels=StudyFilter(include_irrelevant=True)))
     assert [(r["field"], r["old_words"], r["new_words"], r["update_id"]) for r in rows] == [
         ("status", "Recruiting", "Completed", 2)]
+
+
+def test_every_study_field_has_one_home() -> None:
+    """The one list of a study's stored fields (db.records.STUDY_COLUMNS) matches the table:
+    each is a column of ``study``; every other StudyRecord field is a child table, read from
+    the raw record, or the raw record, its hash and labels themselves."""
+    import dataclasses
+
+    from db.records import STUDY_CHILDREN, STUDY_COLUMNS, STUDY_FROM_RAW, StudyRecord
+
+    columns = set(Study.__table__.c.keys())
+    assert set(STUDY_COLUMNS) <= columns, set(STUDY_COLUMNS) - columns
+    fields = {f.name for f in dataclasses.fields(StudyRecord)}
+    rest = fields - set(STUDY_COLUMNS) - set(STUDY_CHILDREN) - set(STUDY_FROM_RAW)
+    assert rest == {"raw", "labels", "rules_fingerprint"}, rest
