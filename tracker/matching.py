@@ -142,6 +142,7 @@ class LabelSet:
         "full",
         "labels",
         "mesh",
+        "needs",
         "scan",
         "trees",
         "wild",
@@ -196,6 +197,7 @@ class LabelSet:
         # scanner. Custom patterns, and terms whose every word is a wildcard, cannot be ruled
         # out this way.
         self.first_words: set[str] = set()
+        self.needs: dict[str, set[frozenset[str]]] = {}  # gate word -> other words required
         wild_prefixes: list[str] = []
         # Patterns are opaque, but a set whose every pattern-bearing spec lists
         # ``pattern_anchors`` (literals each of its patterns needs) is scanned only where one
@@ -217,9 +219,13 @@ class LabelSet:
                 continue
             *_, i = max(plain)
             gate = words[i]
-            self.first_words.add(gate)
-            if i == len(words) - 1:
-                self.first_words.update((gate + "s", gate + "es"))
+            # The term's other plain words (not its last, which may be plural): all must be
+            # words of the text too ("met inhibitor" needs "met" beside "inhibitor").
+            needs = frozenset(w for j, w in enumerate(words[:-1]) if j != i and "*" not in w)
+            keys = (gate, gate + "s", gate + "es") if i == len(words) - 1 else (gate,)
+            for key in keys:
+                self.first_words.add(key)
+                self.needs.setdefault(key, set()).add(needs)
         self.wild = (re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(wild_prefixes))))
                                 + ")") if wild_prefixes else None)
         scan_parts = []
@@ -242,8 +248,11 @@ class LabelSet:
 
     def may_match(self, words: frozenset[str], norm: str) -> bool:
         """False when no term of this set can occur in a text with these words."""
-        if self.always_scan or not self.first_words.isdisjoint(words):
+        if self.always_scan:
             return True
+        for gate in self.first_words.intersection(words):
+            if any(need <= words for need in self.needs[gate]):
+                return True
         if any(a in norm for a in self.anchors):
             return True
         return self.wild is not None and self.wild.search(norm) is not None
