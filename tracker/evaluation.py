@@ -1,11 +1,15 @@
-"""Measure the classifier against the hand-labelled evaluation set (``tests/eval/msc_eval.jsonl``).
+"""Measure the classifier against the hand-labelled evaluation sets (``tracker/evalsets/``,
+package data; tests/eval/README.md says how each was built).
 
-``python -m tracker.evaluation [path.jsonl] [--rules rules.toml]`` prints precision, recall and F1
-per label family (relevance; condition group micro and per label; cell source; origin; product),
-the phase confusion matrix (expected x predicted) and every misclassified record.
+``python -m tracker.evaluation [path.jsonl] [--rules rules.toml]`` (``tracker evaluate``) prints
+precision, recall and F1 per label family (relevance; condition group micro and per label; cell
+source; origin; product), the MSC role and phase confusion matrices (expected x predicted) and
+every misclassified record.
 
 Two line formats are read. An *evaluation record* (``msc_eval.jsonl``) holds the record's fields
-and its hand labels under ``labels``. A *held-out label line* (``tests/eval/heldout/
+and its hand labels under ``labels`` (the role among them where labelled); with ``raw_record``
+it holds the registry's whole record instead, read by its source's parser (``source``, else
+the registry's). A *held-out label line* (``tests/eval/heldout/
 heldout_labels.jsonl``, written by ``write_labels.py``) holds only an NCT id and the labels
 (``msc_relevant``, the four families, ``note``); its record is read from the classic
 ClinicalTrials.gov CSV export it was drawn from (``tests/fixtures/ctgov_msc/``), and phase is
