@@ -978,9 +978,11 @@ def classify(
 @app.command("import")
 def import_file(
     source: Annotated[str, typer.Argument(
-        help="ictrp (a WHO ICTRP search-portal XML export, given as PATH), or a folder "
-             "written by tracker update --save-raw (then no PATH).", show_default=False)],
-    path: Annotated[str | None, typer.Argument(help="The export file to read.",
+        metavar="SOURCE|DIR",
+        help="ictrp (a WHO ICTRP search-portal XML export, given as FILE), or a folder "
+             "written by tracker update --save-raw (then no FILE).", show_default=False)],
+    path: Annotated[str | None, typer.Argument(metavar="[FILE]",
+                                               help="The export file to read.",
                                                show_default=False)] = None,
     wait: WaitOpt = None,
     db: DbOpt = None,
