@@ -978,10 +978,10 @@ def classify(
 @app.command("import")
 def import_file(
     source: Annotated[str, typer.Argument(
-        metavar="SOURCE|DIR",
+        metavar="SOURCE_OR_DIR",
         help="ictrp (a WHO ICTRP search-portal XML export, given as FILE), or a folder "
              "written by tracker update --save-raw (then no FILE).", show_default=False)],
-    path: Annotated[str | None, typer.Argument(metavar="[FILE]",
+    path: Annotated[str | None, typer.Argument(metavar="FILE",
                                                help="The export file to read.",
                                                show_default=False)] = None,
     wait: WaitOpt = None,
