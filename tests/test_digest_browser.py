@@ -101,7 +101,7 @@ def test_digest_prints_links_with_urls(chromium: Any, digest_file: Path,
                                        tmp_path: Path) -> None:
     with open_page(chromium, digest_file, *DESKTOP) as (page, log):
         page.emulate_media(media="print")
-        after = page.eval_on_selector(
+        after = page.eval_on_selector(  # a CSS selector on the page: no link is followed
             "a[href^='https://clinicaltrials.gov/']",
             "a => getComputedStyle(a, '::after').content")
         assert "https://clinicaltrials.gov/study/" in after

@@ -198,6 +198,7 @@ def _all_outputs(engine: Engine, studies: list, papers: list, report: Any,
         out[f"changes {fmt}"] = render.render_changes(_changes(studies), fmt)
         out[f"timeline {fmt}"] = render.render_timeline(_timeline(studies[-2]), fmt)
     for fmt in ("table", "json"):
+        # an error text that names the live URL: rendered, never requested
         out[f"status {fmt}"] = render.render_status(_status(engine, "HTTP 503 from "
                                                     "https://eutils.ncbi.nlm.nih.gov/entrez/"
                                                     "eutils/efetch.fcgi after 5 retries; "
@@ -542,6 +543,7 @@ def test_clean_text_and_safe_url() -> None:
     assert render.safe_url("data:text/html,x") is None and render.safe_url("/relative") is None
     assert render.safe_url('https://x.org/a b(c)<d>"e\\f|g') == \
         "https://x.org/a%20b%28c%29%3Cd%3E%22e%5Cf%7Cg"
+    # a string check of the URL filter: nothing is requested
     assert render.safe_url("https://clinicaltrials.gov/study/NCT04431453") == \
         "https://clinicaltrials.gov/study/NCT04431453"
     assert render._md("see http://evil and www.evil.org") == \

@@ -154,7 +154,7 @@ def v2_records(fixtures: Path) -> list[dict]:
                 "brief_summary": desc.get("briefSummary"),
                 "detailed_description": desc.get("detailedDescription"),
                 "eligibility": p.get("eligibilityModule", {}).get("eligibilityCriteria"),
-                "url": f"https://clinicaltrials.gov/study/{ident['nctId']}",
+                "url": f"https://clinicaltrials.gov/study/{ident['nctId']}",  # data, not fetched
             })
     return out
 

@@ -68,7 +68,7 @@ def _one_line_error(exc: pytest.ExceptionInfo[ParseError]) -> str:
 
 
 def test_request_builders() -> None:
-    base = "https://www.clinicaltrialsregister.eu/ctr-search"
+    base = "https://www.clinicaltrialsregister.eu/ctr-search"  # pure builders: never requested
     assert search_url(base + "/") == base + "/search"
     assert build_search_params("mesenchymal", 3) == {"query": "mesenchymal", "page": "3"}
     assert build_search_params("q", 0)["page"] == "1"
