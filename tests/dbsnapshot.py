@@ -41,6 +41,9 @@ def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TRACKER_", "NCBI_"))
            and k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    # the network guard of tests/netguard/sitecustomize.py, in every process a test starts
+    guard = str(Path(__file__).resolve().parent / "netguard")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (guard, env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
