@@ -32,12 +32,14 @@ from db.records import Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
 from tracker.matching import (
     Field,
+    Probe,
     Hit,
     LabelSet,
     RulesError,
     negated_before,
     norm_term,
     str_list,
+    strip_eligibility,
 )
 from tracker.role import RELEVANT_ROLES, RoleRules, build_role_rules, paper_role, study_role
 
@@ -127,6 +129,7 @@ class Rules:
     negation: re.Pattern[str]
     summary_min_mentions: int
     role: RoleRules
+    msc_probe: Probe  # may a record name an MSC term or product at all?
 
 
 def _read(path: Path | None, name: str, what: str) -> tuple[bytes, str, dict[str, Any]]:
@@ -252,23 +255,25 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str,
     else:
         negation = re.compile(r"(?!)")
 
+    msc = LabelSet("relevance", {"msc": {
+        "terms": rel.get("msc_terms", []), "exact_case": rel.get("exact_case", []),
+        "patterns": rel.get("patterns", []), "mesh_ids": rel.get("mesh_ids", []),
+        "pattern_anchors": rel.get("pattern_anchors", [])}}, "relevance")
+    product_terms = LabelSet("relevance", {"msc_product": {
+        "terms": rel.get("product_terms", [])}}, "relevance")
+    named = LabelSet("named_product", named_specs, "named_product")
     return Rules(
         path=where,
         fingerprint=fingerprint,
         name=str(meta.get("name", "")),
         version=str(meta.get("version", "")),
         condition_groups=tuple(order),
-        msc=LabelSet("relevance", {"msc": {
-            "terms": rel.get("msc_terms", []), "exact_case": rel.get("exact_case", []),
-            "patterns": rel.get("patterns", []), "mesh_ids": rel.get("mesh_ids", []),
-            "pattern_anchors": rel.get("pattern_anchors", [])}},
-            "relevance"),
-        product_terms=LabelSet("relevance", {"msc_product": {
-            "terms": rel.get("product_terms", [])}}, "relevance"),
+        msc=msc,
+        product_terms=product_terms,
         exclusions=LabelSet("relevance", {"exclusion": {
             "terms": rel.get("exclusions", []), "mesh_ids": rel.get("exclusion_mesh_ids", [])}},
             "relevance"),
-        named=LabelSet("named_product", named_specs, "named_product"),
+        named=named,
         named_info=named_info,
         groups=LabelSet("condition_group", {
             g: {k: v for k, v in groups[g].items() if k != "context_terms"}
@@ -283,6 +288,7 @@ def _build(doc: dict[str, Any], where: str, fingerprint: str,
         negation=negation,
         summary_min_mentions=int(rel.get("summary_min_mentions", 2)),
         role=build_role_rules(doc),
+        msc_probe=Probe((named, msc, product_terms)),
     )
 
 
@@ -341,8 +347,8 @@ def _study_ctx(r: StudyRecord) -> _Ctx:
     iv_fields = _fields(interventions)
     titles = _fields([("title", r.title), ("official_title", r.official_title),
                       ("acronym", r.acronym)])
-    description = _strip_eligibility(r.detailed_description)
-    free = _fields([("brief_summary", _strip_eligibility(r.brief_summary)),
+    description = strip_eligibility(r.detailed_description)
+    free = _fields([("brief_summary", strip_eligibility(r.brief_summary)),
                     ("detailed_description", description[:FREE_TEXT_LIMIT] if description
                      else None)],
                    free=True)
@@ -377,17 +383,6 @@ def _pub_ctx(r: PublicationRecord) -> _Ctx:
         cond_mesh_kinds=("heading", "condition"),
         evidence=[],
     )
-
-
-_ELIG_CUT = re.compile(r"(?i)\b(?:inclusion|exclusion|eligibility)\s+criteria\b")
-
-
-def _strip_eligibility(text: str | None) -> str | None:
-    """Drop embedded eligibility sections from a summary: they never describe the topic."""
-    if not text:
-        return text
-    m = _ELIG_CUT.search(text)
-    return text[: m.start()] if m else text
 
 
 def _negated(rules: Rules, f: Field, hit: Hit) -> bool:

@@ -44,6 +44,7 @@ from tracker.matching import (
     negated_before,
     norm_term,
     str_list,
+    strip_eligibility,
 )
 
 if TYPE_CHECKING:
@@ -183,9 +184,32 @@ def _field(name: str, text: str | None) -> Field | None:
 # --------------------------------------------------------------------------------------------
 # Registrations
 # --------------------------------------------------------------------------------------------
+def _can_name_msc(rules: Rules, record: StudyRecord) -> bool:
+    """False when no field the role reads can hold an MSC term, an MSC-derived product or a
+    dictionary product: the record is ``none`` without reading it field by field. Most
+    records a registry search returns name none, and one test of the whole text
+    (``rules.msc_probe``) costs a fraction of reading each intervention and arm."""
+    texts: list[str] = [t for t in (record.title, record.official_title) if t]
+    for iv in record.interventions:
+        texts += [t for t in (iv.name, iv.description, *iv.other_names) if t]
+    for a in record.arms:
+        texts += [t for t in (a.label, a.description) if t]
+    texts += [t for t in (_cut(record.brief_summary), _cut(record.detailed_description),
+                          _cut(record.eligibility)) if t]
+    texts += record.keywords + record.conditions + record.primary_outcomes
+    texts += [r.citation for r in record.references if r.citation]
+    return rules.msc_probe.may_match(" | ".join(texts)) or bool(
+        rules.msc.find_mesh(record.mesh, ("condition", "intervention")))
+
+
+_NO_TERM = "no MSC term where the record says what is given or studied"
+
+
 def study_role(record: StudyRecord, rules: Rules) -> Role:
     from tracker.classify import Evidence
 
+    if not _can_name_msc(rules, record):
+        return Role("none", _NO_TERM)
     rr = rules.role
     # 1. what is given, intervention by intervention
     names: list[Field] = []
@@ -337,7 +361,7 @@ def _decide(rules: Rules, *, given: list[_Mention], desc: list[tuple[_Mention, b
     if all_mentions:
         m = all_mentions[0]
         return "mention", f"MSCs only mentioned: '{m.matched}' in {m.field.name}", [m]
-    return "none", "no MSC term where the record says what is given or studied", []
+    return "none", _NO_TERM, []
 
 
 _WHAT = {"manufacturing": "used to make another product",
@@ -359,14 +383,8 @@ _CUT = 4000
 
 def _cut(text: str | None) -> str | None:
     """Long free text is read up to its eligibility section and its first 4,000 characters."""
-    if not text:
-        return text
-    m = _ELIG.search(text)
-    text = text[: m.start()] if m else text
-    return text[:_CUT]
-
-
-_ELIG = re.compile(r"(?i)\b(?:inclusion|exclusion|eligibility)\s+criteria\b")
+    text = strip_eligibility(text)
+    return text[:_CUT] if text else text
 
 
 # --------------------------------------------------------------------------------------------
