@@ -229,3 +229,27 @@ def test_paper_roles(title: str, abstract: str, types: tuple[str, ...], role: st
     lab = classify_publication(paper(title, abstract, types), rules())
     assert lab.role == role, lab.reason
     assert lab.msc_relevant == (role in ("therapy", "laboratory"))
+
+
+# ---------------------------------------------------------------- the whole-record probe -----
+
+def test_the_probe_never_skips_a_record_the_full_reading_would_not_call_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rules.msc_probe`` lets a record that can name no MSC term skip the field-by-field
+    reading. On every study of the shipped evaluation sets and the recorded responses, the
+    verdict with the probe equals the verdict of the full reading."""
+    from sources.clinicaltrials_gov import parse_study
+    from tests.conftest import ctgov_studies
+    from tracker import role
+    from tracker.evaluation import DEFAULT_EVAL_PATH, REGISTRIES_EVAL_PATH
+
+    records = [r for path in (FULL_EVAL_PATH, DEFAULT_EVAL_PATH, REGISTRIES_EVAL_PATH)
+               for r in map(row_to_record, load_eval_rows(path)) if isinstance(r, StudyRecord)]
+    records += [parse_study(s) for s in ctgov_studies()]
+    probed = [role.study_role(r, rules()) for r in records]
+    skipped = sum(not role._can_name_msc(rules(), r) for r in records)
+    monkeypatch.setattr(role, "_can_name_msc", lambda _rules, _rec: True)
+    full = [role.study_role(r, rules()) for r in records]
+    assert [(v.role, v.reason) for v in probed] == [(v.role, v.reason) for v in full]
+    assert len(records) > 400
+    assert 0 < skipped < len(records)  # the probe ruled some records out, and not all

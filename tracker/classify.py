@@ -32,9 +32,9 @@ from db.records import Mesh, PublicationRecord, StudyRecord
 from tracker import taxonomy
 from tracker.matching import (
     Field,
-    Probe,
     Hit,
     LabelSet,
+    Probe,
     RulesError,
     negated_before,
     norm_term,
