@@ -116,15 +116,14 @@ _SHORT = re.compile(r"NTR[\s:#-]{0,2}[0-9]|NL-OMON|JMA-|SLCTR|PER-[0-9]|RBR-")
 _REACH = 32  # characters an id may extend before and after its anchor
 
 
-# Digits -> "0", everything else -> " ": on ASCII text, ``b"000000" in ...`` then tells at
+# Digits -> "0", everything else -> " ": on the UTF-8 bytes, ``b"000000" in ...`` then tells at
 # memory speed whether any six-digit run exists (the regex scan costs ~10 ns a character).
 _DIGIT_MASK = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 
 
 def _has_digit_run(text: str) -> bool:
-    if text.isascii():
-        return b"000000" in text.encode().translate(_DIGIT_MASK)
-    return _DIGITS.search(text) is not None
+    # UTF-8 holds ASCII digits as themselves and every other character as bytes >= 128.
+    return b"000000" in text.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK)
 
 
 def _windows(text: str) -> list[tuple[int, int]]:
