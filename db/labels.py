@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlalchemy.engine import Connection
 
+from db.bulk import execute_many
 from db.models import RecordLabel
 
 LABEL = RecordLabel.__table__
@@ -59,7 +60,7 @@ def replace_label_rows(
         for label in getattr(labels, attr)
     ]
     if rows:
-        conn.execute(LABEL.insert(), rows)
+        execute_many(conn, LABEL.insert(), rows)
 
 
 def store_labels(

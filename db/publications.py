@@ -20,6 +20,7 @@ from sqlalchemy import insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from db import search
+from db.bulk import execute_many
 from db.labels import label_values, replace_label_rows
 from db.models import Publication, PublicationSource, PublicationSourceVersion, PublicationTrial
 from db.records import PublicationRecord
@@ -295,8 +296,8 @@ def upsert_publications(
             row["key"] = publication_key_of(row)
         # One executemany, then the ids by key (unique): INSERT .. RETURNING with ordered
         # results runs row by row on SQLite, which cost more than the rest of the insert.
-        conn.execute(PUB.insert(), [{k: v for k, v in row.items() if k != "id"}
-                                    for row in new_rows])
+        execute_many(conn, PUB.insert(), [{k: v for k, v in row.items() if k != "id"}
+                                          for row in new_rows])
         id_of: dict[str, int] = {}
         for chunk in _chunks([row["key"] for row in new_rows]):
             id_of.update(conn.execute(select(PUB.c.key, PUB.c.id).where(PUB.c.key.in_(chunk))).all())
@@ -335,12 +336,12 @@ def upsert_publications(
             set_={c: stmt.excluded[c] for c in ("publication_id", "content_hash", "raw",
                                                  "last_changed_at")},
         )
-        conn.execute(stmt, source_rows)
+        execute_many(conn, stmt, source_rows)
     if link_rows:
         stmt = _insert(conn, LINK).on_conflict_do_nothing(
             index_elements=[LINK.c.publication_id, LINK.c.registry, LINK.c.registry_id,
                             LINK.c.found_in])
-        conn.execute(stmt, link_rows)
+        execute_many(conn, stmt, link_rows)
     return result
 
 
