@@ -14,7 +14,7 @@ process so that peak memory is its own:
           committed per page: the least any ingest can do with these bytes;
 * load:   ``tracker.pipeline.ingest_page`` into a new database (parse, normalise, classify,
           compress, hash, bulk upsert with child rows), exactly what ``tracker update`` runs
-          for each page it receives;
+          for each page it receives, inside the same ``tracker.pipeline.settled_heap``;
 * rerun:  the same pages again into that database (every record unchanged: hash-skip).
 
 Timings cover processing only: reading a page file stands in for receiving the response body.
@@ -115,7 +115,7 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     from sources.clinicaltrials_gov import ClinicalTrialsGov, parse_page
     from tracker.classify import load_rules
     from tracker.config import load_settings
-    from tracker.pipeline import RunSummary, ingest_page, release_memory
+    from tracker.pipeline import RunSummary, ingest_page, release_memory, settled_heap
 
     settings = load_settings({"db": str(db)}, env={})
     engine = make_engine(settings.db_url)
@@ -123,16 +123,17 @@ def run_ingest(folder: Path, db: Path) -> dict[str, float]:
     source = ClinicalTrialsGov(settings.source("ctgov"))
     rules = load_rules()
     summary = RunSummary("ctgov", run_id=1, window=Window(None, dt.date.today()))
-    elapsed = 0.0
-    for page in sorted(folder.glob("page*.json")):
-        body = page.read_bytes()
-        t0 = time.perf_counter()
-        studies, _, _ = parse_page(body)
-        del body
-        ingest_page(engine, source, Page(items=studies), 1, summary, rules)
-        del studies
-        release_memory()  # as run_source does after each page of a large-page source
-        elapsed += time.perf_counter() - t0
+    with settled_heap():  # as tracker update runs its sources
+        elapsed = 0.0
+        for page in sorted(folder.glob("page*.json")):
+            body = page.read_bytes()
+            t0 = time.perf_counter()
+            studies, _, _ = parse_page(body)
+            del body
+            ingest_page(engine, source, Page(items=studies), 1, summary, rules)
+            del studies
+            release_memory()  # as run_source does after each page of a large-page source
+            elapsed += time.perf_counter() - t0
     engine.dispose()
     return {"seconds": elapsed, "peak_mb": _peak_mb(), "new": summary.new,
             "unchanged": summary.unchanged, "changed": summary.changed,

@@ -27,7 +27,7 @@ from sources.base import Page, Window
 from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError
-from tracker.pipeline import RunSummary, run_source
+from tracker.pipeline import RunSummary, run_source, settled_heap
 from tracker.update import finish_update, start_update, update_outcome
 
 IMPORTABLE = ("ictrp",)
@@ -105,8 +105,9 @@ def run_archive(engine: Engine, settings: Settings, path: str) -> list[RunSummar
         for name in names:
             source = FileSource(source_class(name).from_settings(settings), root / name,
                                 saved=True)
-            summaries.append(run_source(engine, source, None, full=True, rules=rules,
-                                        update_id=update_id))
+            with settled_heap():
+                summaries.append(run_source(engine, source, None, full=True, rules=rules,
+                                            update_id=update_id))
         outcome, error = update_outcome(summaries)
     except KeyboardInterrupt:
         outcome, error = "failed", "interrupted before the saved pages were read"
@@ -129,8 +130,9 @@ def run_import(engine: Engine, settings: Settings, name: str, path: str) -> RunS
     update_id = start_update(engine, [name], full=True)
     outcome, error = "failed", "stopped before the file was read"
     try:
-        summary = run_source(engine, source, None, full=True, rules=load_rules(settings.rules),
-                             update_id=update_id)
+        with settled_heap():
+            summary = run_source(engine, source, None, full=True,
+                                 rules=load_rules(settings.rules), update_id=update_id)
         outcome, error = update_outcome([summary])
     except KeyboardInterrupt:
         outcome, error = "failed", "interrupted before the file was read"

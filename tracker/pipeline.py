@@ -15,10 +15,12 @@ source's run (recorded, with one line) and the other sources still run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +72,21 @@ class RunSummary:
 
 
 ProgressFn = Callable[[int, int | None], None]
+
+
+@contextlib.contextmanager
+def settled_heap() -> Iterator[None]:
+    """Around a long ingest: what is alive at its start (modules, the compiled rules, the
+    ORM's metadata: hundreds of thousands of objects) is frozen out of the cyclic collector's
+    reach, and handed back at the end. Each full collection during a run otherwise rescans
+    all of it; that was a tenth of a PubMed ingest's time (``benchmarks/bench_pubmed.py``).
+    Unfrozen afterwards, so a long-lived process (the scheduler) leaks nothing across runs."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def utcnow() -> dt.datetime:

@@ -18,10 +18,10 @@ from db.models import Publication, PublicationSource, Quarantine, Study
 from db.quarantine import release
 from db.upsert import decompress
 from sources import get_source, parse_raw
-from tracker.classify import classify_publication, classify_study, load_rules
+from tracker.classify import Rules, classify_publication, classify_study, load_rules
 from tracker.config import Settings
 from tracker.errors import one_line
-from tracker.pipeline import label, store_records
+from tracker.pipeline import label, settled_heap, store_records
 
 BATCH = 500
 S = Study.__table__
@@ -51,6 +51,11 @@ class RelabelResult:
 def relabel_all(engine: Engine, settings: Settings) -> RelabelResult:
     """Re-label every study and paper with the configured rules; retry the quarantine."""
     rules = load_rules(settings.rules)
+    with settled_heap():
+        return _relabel_all(engine, settings, rules)
+
+
+def _relabel_all(engine: Engine, settings: Settings, rules: Rules) -> RelabelResult:
     out = RelabelResult()
     last = 0
     while True:

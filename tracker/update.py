@@ -25,7 +25,7 @@ from tracker.classify import load_rules
 from tracker.config import Settings
 from tracker.errors import ConfigError, one_line
 from tracker.http import Http, make_client
-from tracker.pipeline import ProgressFn, RunSummary, run_source, utcnow
+from tracker.pipeline import ProgressFn, RunSummary, run_source, settled_heap, utcnow
 
 log = logging.getLogger(__name__)
 UPDATE = UpdateRun.__table__
@@ -70,7 +70,7 @@ def run_update(
     update_id = start_update(engine, chosen, full=full)
     outcome, error = "failed", "stopped before every source had run"
     try:
-        with make_client(settings, transport=transport) as client:
+        with settled_heap(), make_client(settings, transport=transport) as client:
 
             def run(name: str, db: Any, stop: threading.Event | None = None) -> RunSummary:
                 # Each source has its own Http: its own rate limiter and request counts.
