@@ -14,6 +14,7 @@ that set, it never probes for attributes). The shared readers of response bodies
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -182,14 +183,45 @@ def parse_json(body: bytes, what: str, error: type[ParseError] = ParseError) -> 
 
 # One parser for every XML body: no DTD fetch (efetch bodies name an http(s) DTD), no network,
 # no entity expansion (XXE / billion laughs), no huge-tree mode. lxml parsers may be shared.
-XML_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+XML_OPTIONS: dict[str, bool] = {
+    "resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False,
+    "remove_comments": True, "remove_pis": True,
+}
+XML_PARSER = etree.XMLParser(**XML_OPTIONS)
+
+
+def iter_xml_children(path: str | os.PathLike[str], what: str, root_tag: str, child_tag: str,
+                      error: type[ParseError] = ParseError) -> Iterator[Any]:
+    """The ``child_tag`` children of the root of the XML file at ``path``, each as it is
+    parsed, with the same hardening as ``XML_PARSER``; each is cleared once the caller moves
+    on, so a file of any size takes the memory of one child. Raises ``error`` (one line, with
+    how the file starts) when the file is empty, not well-formed to its end, or its root is
+    not ``root_tag``, possibly after yielding the children before the fault."""
+    root = None
+    depth = 0
+    try:
+        for event, el in etree.iterparse(os.fspath(path), events=("start", "end"),
+                                         **XML_OPTIONS):
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    root = el
+                    if el.tag != root_tag:
+                        raise error(f"{what}: its root element is <{el.tag}>, not <{root_tag}>")
+                continue
+            depth -= 1
+            if depth == 1 and el.tag == child_tag:
+                yield el
+                el.clear(keep_tail=False)
+                while el.getprevious() is not None:
+                    del root[0]  # type: ignore[index]
+    except etree.XMLSyntaxError as exc:
+        with open(path, "rb") as fh:
+            head = fh.read(80).decode("utf-8", "replace").strip()
+        raise error(f"{what} is {'empty' if not head else 'not well-formed XML'} "
+                    f"({' '.join(str(exc).split())}); it starts {head!r}") from None
+    if root is None:
+        raise error(f"{what} is empty")
 
 
 def parse_xml(body: bytes, what: str, error: type[ParseError] = ParseError) -> Any:

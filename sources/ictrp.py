@@ -51,7 +51,15 @@ from typing import Any
 from lxml import etree
 
 from db.records import Arm, Intervention, SecondaryId, StudyRecord, content_hash
-from sources.base import FILE_IMPORT, BaseSource, Page, SourceCount, Window, parse_xml
+from sources.base import (
+    FILE_IMPORT,
+    BaseSource,
+    Page,
+    SourceCount,
+    Window,
+    iter_xml_children,
+    parse_xml,
+)
 from tracker.countries import normalize_country
 from tracker.errors import ConfigError, ParseError, one_line
 from tracker.taxonomy import ctgov_phase
@@ -800,6 +808,28 @@ def read_export(body: bytes) -> list[tuple[str | None, bytes]]:
     return [(_text(el, "TrialID"), _serialise(el)) for el in root.iterchildren(TRIAL_TAG)]
 
 
+def _trials_in(path: str | Path) -> Iterator[Any]:
+    """The ``<Trial>`` elements of an export file, streamed (``sources.base.iter_xml_children``),
+    with ``read_export``'s one-line errors."""
+    try:
+        yield from iter_xml_children(path, "its text", ROOT_TAG, TRIAL_TAG)
+    except ParseError as exc:
+        raise ParseError(one_line(
+            f"ictrp: the file is not a complete ICTRP export ({exc}); {WHAT_TO_DO}")) from None
+
+
+def _trial_of(element: Any) -> RawTrial:
+    """A trial's id, key and refresh date read from its element (its bytes come later)."""
+    trial_id = _text(element, "TrialID")
+    key = refreshed = None
+    try:
+        key = trial_key(trial_id, _one_line(_text(element, "Source_Register")))
+        refreshed = _date(_text(element, "Last_Refreshed_on"))
+    except ParseError:
+        pass
+    return RawTrial(trial_id, key, b"", refreshed)
+
+
 @dataclass(slots=True)
 class RawTrial:
     """One ``<Trial>`` of an export: its TrialID as written, its canonical (registry,
@@ -878,25 +908,44 @@ class ICTRP(BaseSource):
         first page announcing their number as ``total`` and, in ``extra``, the trials in the
         file and the TrialIDs of copies left out. A file without trials gives one empty page.
 
-        Raises ConfigError when the file cannot be read and ParseError (``read_export``) when it
-        is not a complete export, before any page is yielded.
+        The file is read twice, as a stream: first every trial's id and refresh date (which
+        copy of a registration to keep, and that the file is a complete export), then the
+        kept trials, a page at a time. An export of any size takes the memory of one page.
+        Raises ConfigError when the file cannot be read and ParseError when it is not a
+        complete export, before any page is yielded; ParseError after some when the file
+        changed between the two readings.
         """
         try:
-            body = Path(path).read_bytes()
+            with open(path, "rb") as fh:
+                fh.read(1)
         except OSError as exc:
             raise ConfigError(f"ictrp: cannot read {str(path)!r}: {exc.strerror or exc}; give "
                               "the path of an ICTRP XML export") from None
-        trials = read_export(body)
-        del body
-        items, dropped = distinct_trials(_raw_trial(tid, raw) for tid, raw in trials)
-        extra = {"trials": len(trials), "duplicates": dropped}
-        size = self.page_size
-        if not items:
+        seen = [_trial_of(el) for el in _trials_in(path)]
+        kept, dropped = distinct_trials(seen)
+        order = {id(item): n for n, item in enumerate(seen)}
+        keep = {order[id(item)] for item in kept}
+        extra = {"trials": len(seen), "duplicates": dropped}
+        if not kept:
             yield Page(items=[], total=0, extra=extra)
             return
-        for start in range(0, len(items), size):
-            first = start == 0
-            yield Page(items=items[start:start + size], total=len(items) if first else None,
+        size, page, first, n = self.page_size, [], True, -1
+        for n, el in enumerate(_trials_in(path)):
+            if n not in keep:
+                continue
+            item = seen[n] if n < len(seen) else None
+            if item is None or _text(el, "TrialID") != item.trial_id:
+                raise ParseError(f"ictrp: {str(path)!r} changed while it was read; import it "
+                                 "again")
+            page.append(RawTrial(item.trial_id, item.key, _serialise(el), item.refreshed))
+            if len(page) == size:
+                yield Page(items=page, total=len(kept) if first else None,
+                           extra=extra if first else {})
+                page, first = [], False
+        if n + 1 != len(seen):
+            raise ParseError(f"ictrp: {str(path)!r} changed while it was read; import it again")
+        if page:
+            yield Page(items=page, total=len(kept) if first else None,
                        extra=extra if first else {})
 
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:

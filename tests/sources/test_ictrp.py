@@ -639,3 +639,42 @@ def test_pages_ingest_into_a_real_database(sqlite_engine: object) -> None:
 def test_records_are_study_records() -> None:
     assert all(isinstance(r, StudyRecord) for r in RECORDS.values())
     assert all(r.raw and len(r.content_hash) == 32 for r in RECORDS.values())
+
+
+# --------------------------------------------------------------------------------------------
+# A large export is streamed
+# --------------------------------------------------------------------------------------------
+_PAGES_RSS = """
+import resource, sys
+from sources.ictrp import ICTRP
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = sum(len(p.items) for p in ICTRP(page_size=500).records_of_file(sys.argv[1]))
+print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+"""
+
+
+def test_a_large_export_is_read_in_the_memory_of_a_page(tmp_path: Path) -> None:
+    """crafted_large_export: the recorded export's CT.gov trials cloned under new NCT ids to
+    ~75 MB (every clone a distinct registration). Read in a fresh process, its pages take
+    less memory than a fifth of the file (the whole tree of it would take several times it)."""
+    import subprocess
+    import sys
+
+    trials = [raw for tid, raw in TRIALS if tid and tid.startswith("NCT")]
+    path = tmp_path / "crafted_large_export.xml"
+    n = 0
+    with path.open("wb") as out:
+        out.write(b"<?xml version='1.0' encoding='UTF-8' ?>\n<Trials_downloaded_from_ICTRP>\n")
+        while out.tell() < 75_000_000:
+            for raw in trials:
+                nct = re.search(rb"NCT\d{8}", raw).group(0)  # type: ignore[union-attr]
+                out.write(raw.replace(nct, b"NCT9%07d" % n) + b"\n")
+                n += 1
+        out.write(b"</Trials_downloaded_from_ICTRP>\n")
+    size = path.stat().st_size
+    res = subprocess.run([sys.executable, "-c", _PAGES_RSS, str(path)], capture_output=True,
+                         text=True, timeout=600, check=False, cwd=Path(__file__).parents[2])
+    assert res.returncode == 0, res.stderr
+    count, grew = map(int, res.stdout.split())
+    assert count == n
+    assert grew < size / 5, f"peak memory grew {grew / 1e6:.0f} MB for a {size / 1e6:.0f} MB file"
