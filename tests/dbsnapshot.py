@@ -48,6 +48,15 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def only_sources(*names: str) -> dict[str, str]:
+    """``TRACKER_<SOURCE>_ENABLED`` for every fetched source: on for ``names``, off for the
+    rest (every source is on by default, and a test's server answers for the ones it names)."""
+    from sources import fetched
+
+    return {f"TRACKER_{n.upper()}_ENABLED": "true" if n in names else "false"
+            for n in fetched()}
+
+
 def tracker(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the installed console script to completion."""
     return subprocess.run([*CMD, *args], env=env, capture_output=True, text=True,

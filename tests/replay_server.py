@@ -1103,6 +1103,15 @@ class ReplayServer:
         """ISRCTN's API root (the client appends /query/format/default, /trial/N/...)."""
         return f"{self.base_url}/isrctn/api"
 
+    @property
+    def source_env(self) -> dict[str, str]:
+        """``TRACKER_<SOURCE>_URL`` of every source this server answers for: a bare
+        ``tracker update`` (every source enabled by default) asks nothing of a real host."""
+        return {"TRACKER_CTGOV_URL": self.ctgov_url, "TRACKER_PUBMED_URL": self.pubmed_url,
+                "TRACKER_EUROPEPMC_URL": self.europepmc_url,
+                "TRACKER_ISRCTN_URL": self.isrctn_url, "TRACKER_EUCTR_URL": self.euctr_url,
+                "TRACKER_CTIS_URL": self.ctis_url}
+
     # ---- data mutation -----------------------------------------------------------------------
     def replace_study(self, study: dict) -> None:
         """Replace the stored study with the same nctId by ``study`` (append if new)."""

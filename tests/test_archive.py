@@ -11,23 +11,31 @@ from conftest import ctgov_studies
 from dbsnapshot import base_env, runs, snapshot, tracker, write_config
 from replay_server import ReplayServer, fixture_dir, load_europepmc_results, load_pubmed_articles
 
+from sources import fetched as fetched_sources
+
 
 def _data() -> dict:
+    """Every source's recorded data (the registries' as their own end-to-end tests load it)."""
+    import test_e2e_ctis
+    import test_e2e_euctr
+    import test_e2e_isrctn
+
     return {"ctgov_studies": ctgov_studies(),
             "pubmed_articles": load_pubmed_articles(fixture_dir("pubmed")),
             "europepmc_results": load_europepmc_results(
-                fixture_dir("europepmc") / "search_cancer_core.json")}
+                fixture_dir("europepmc") / "search_cancer_core.json"),
+            "isrctn_trials": test_e2e_isrctn.trials(), "ctis_trials": test_e2e_ctis.trials(),
+            "euctr_trials": test_e2e_euctr.trials()}
 
 
 def _env(db: Path, cfg: Path, srv: ReplayServer | None = None) -> dict[str, str]:
-    urls = {} if srv is None else {"TRACKER_CTGOV_URL": srv.ctgov_url,
-                                   "TRACKER_PUBMED_URL": srv.pubmed_url,
-                                   "TRACKER_EUROPEPMC_URL": srv.europepmc_url}
+    urls = {} if srv is None else srv.source_env
     return base_env(TRACKER_DB=str(db), TRACKER_CONFIG=str(cfg),
                     TRACKER_CONTACT_EMAIL="tracker-tests@example.org",
                     TRACKER_CTGOV_PAGE_SIZE="4", TRACKER_PUBMED_PAGE_SIZE="3",
                     TRACKER_EUROPEPMC_PAGE_SIZE="8", TRACKER_CTGOV_RATE_PER_SECOND="50",
-                    TRACKER_EUROPEPMC_RATE_PER_SECOND="50", **urls)
+                    TRACKER_EUROPEPMC_RATE_PER_SECOND="50", TRACKER_ISRCTN_RATE_PER_SECOND="50",
+                    TRACKER_EUCTR_RATE_PER_SECOND="50", TRACKER_CTIS_RATE_PER_SECOND="50", **urls)
 
 
 def test_saved_pages_import_into_an_equal_database(tmp_path: Path) -> None:
@@ -37,7 +45,7 @@ def test_saved_pages_import_into_an_equal_database(tmp_path: Path) -> None:
     with ReplayServer(**_data()) as srv:
         res = tracker(["update", "--save-raw", str(saved)], _env(fetched, cfg, srv))
     assert res.returncode == 0, res.stderr
-    assert sorted(p.name for p in saved.iterdir()) == ["ctgov", "europepmc", "pubmed"]
+    assert sorted(p.name for p in saved.iterdir()) == sorted(fetched_sources())
     assert len(list((saved / "ctgov").glob("*.jsonl"))) == 3  # 11 studies, pages of 4
     # the mirror has no network at all: no source URL points anywhere reachable
     imported = tracker(["import", str(saved)], _env(mirror, cfg))
@@ -45,6 +53,8 @@ def test_saved_pages_import_into_an_equal_database(tmp_path: Path) -> None:
     assert imported.stdout.splitlines()[0].startswith("ctgov: 11 new, 0 changed")
     a, b = snapshot(fetched), snapshot(mirror)
     assert a["studies"] == b["studies"] and a["publications"] == b["publications"]
+    registries = {key.split(":")[0] for key in a["studies"]}
+    assert {"ctgov", "isrctn", "euctr", "ctis"} <= registries
     again = tracker(["import", str(saved)], _env(mirror, cfg))
     assert again.returncode == 0 and "ctgov: 0 new, 0 changed, 11 unchanged" in again.stdout
     assert all(r["outcome"] == "ok" for r in runs(mirror))

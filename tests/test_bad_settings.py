@@ -240,7 +240,8 @@ def _isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
     return base_env(XDG_CONFIG_HOME=str(tmp / "xdg-config"), XDG_DATA_HOME=str(tmp / "xdg-data"),
                     TRACKER_DB=str(tmp / "t.sqlite"), TRACKER_MAX_RETRIES="0",
                     TRACKER_TIMEOUT="2", TRACKER_CTGOV_URL=DEAD, TRACKER_PUBMED_URL=DEAD,
-                    TRACKER_EUROPEPMC_URL=DEAD, **extra)
+                    TRACKER_EUROPEPMC_URL=DEAD, TRACKER_ISRCTN_URL=DEAD, TRACKER_EUCTR_URL=DEAD,
+                    TRACKER_CTIS_URL=DEAD, **extra)
 
 
 def _files(tmp: Path) -> set[str]:

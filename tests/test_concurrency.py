@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import wait_for
-from dbsnapshot import CMD, diff, runs, snapshot, tracker, write_config
+from dbsnapshot import CMD, diff, only_sources, runs, snapshot, tracker, write_config
 from replay_server import ReplayServer
 from test_crash import N_STUDIES, PAGE, env_for, many_studies
 
@@ -231,9 +231,8 @@ def test_sources_run_side_by_side_and_an_interrupt_stops_them_all(
                       pubmed_articles=load_pubmed_articles(fixture_dir("pubmed")),
                       europepmc_results=load_europepmc_results(
                           fixture_dir("europepmc") / "search_cancer_core.json")) as srv:
-        env = {**env_for(srv, db, cfg, "100"), "TRACKER_PUBMED_ENABLED": "true",
-               "TRACKER_EUROPEPMC_ENABLED": "true", "TRACKER_PUBMED_URL": srv.pubmed_url,
-               "TRACKER_EUROPEPMC_URL": srv.europepmc_url}
+        env = {**env_for(srv, db, cfg, "100"), **srv.source_env,
+               **only_sources("ctgov", "pubmed", "europepmc")}
         srv.add_fault("ctgov", "hold", on_request=2)
         proc = subprocess.Popen([*CMD, "update"], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -21,7 +21,17 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
-from dbsnapshot import CMD, base_env, diff, runs, snapshot, state, tracker, write_config
+from dbsnapshot import (
+    CMD,
+    base_env,
+    diff,
+    only_sources,
+    runs,
+    snapshot,
+    state,
+    tracker,
+    write_config,
+)
 from replay_server import ReplayServer, clone_study
 
 N_STUDIES, PAGE = 60, 5
@@ -41,7 +51,7 @@ def env_for(srv: ReplayServer, db: Path, cfg: Path, rate: str) -> dict[str, str]
     return base_env(
         TRACKER_DB=str(db), TRACKER_CONFIG=str(cfg), TRACKER_CTGOV_URL=srv.ctgov_url,
         TRACKER_CTGOV_PAGE_SIZE=str(PAGE), TRACKER_CTGOV_RATE_PER_SECOND=rate,
-        TRACKER_PUBMED_ENABLED="false", TRACKER_EUROPEPMC_ENABLED="false",
+        **only_sources("ctgov"),
         TRACKER_CONTACT_EMAIL="tracker-tests@example.org",
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from replay_server import ReplayServer, fixture_dir, load_europepmc_results, load_pubmed_articles
 
+from sources import fetched
 from tests.conftest import ctgov_studies
 from tracker.config import (
     DEFAULT_CTGOV_QUERY,
@@ -38,8 +39,7 @@ def _server() -> ReplayServer:
 
 def _settings(srv: ReplayServer, db: Path, **extra: str) -> Any:
     return load_settings(env={
-        "TRACKER_DB": str(db), "TRACKER_CTGOV_URL": srv.ctgov_url,
-        "TRACKER_PUBMED_URL": srv.pubmed_url, "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
+        "TRACKER_DB": str(db), **srv.source_env,
         "TRACKER_CTGOV_PAGE_SIZE": "4", "TRACKER_EUROPEPMC_PAGE_SIZE": "10",
         "TRACKER_PUBMED_PAGE_SIZE": "5", "TRACKER_CTGOV_RATE_PER_SECOND": "2",
         "TRACKER_CONTACT_EMAIL": "tracker-tests@example.org", **extra})
@@ -142,22 +142,21 @@ def test_update_dry_run_through_the_cli(tmp_path: Path) -> None:
 
     db = tmp_path / "dry.sqlite"
     with _server() as srv:
-        env = base_env(TRACKER_DB=str(db), TRACKER_CTGOV_URL=srv.ctgov_url,
-                       TRACKER_PUBMED_URL=srv.pubmed_url,
-                       TRACKER_EUROPEPMC_URL=srv.europepmc_url,
+        env = base_env(TRACKER_DB=str(db), **srv.source_env,
                        TRACKER_CTGOV_PAGE_SIZE="4", TRACKER_CTGOV_RATE_PER_SECOND="2",
                        TRACKER_CONTACT_EMAIL="tracker-tests@example.org")
         res = tracker(["update", "--dry-run"], env)
-        counts = {src: len(srv.requests_for(src)) for src in ("ctgov", "pubmed", "europepmc")}
+        counts = {src: len(srv.requests_for(src)) for src in fetched()}
         n_epmc = len(srv.europepmc_results)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
-    assert counts == {"ctgov": 1, "pubmed": 1, "europepmc": 1}
+    assert counts == {src: 1 for src in fetched()}  # every source is on by default
     lines = res.stdout.splitlines()
     assert lines[0].startswith("ctgov: 11 records (window everything .. ")
     assert "3 requests at 2/s" in lines[0]
     assert lines[1].startswith("pubmed: ") and lines[2].startswith(f"europepmc: {n_epmc} records")
-    assert lines[3].startswith("total: ") and "nothing stored" in lines[3]
+    assert [line.split(":")[0] for line in lines[3:6]] == ["isrctn", "euctr", "ctis"]
+    assert lines[6].startswith("total: ") and "nothing stored" in lines[6]
     assert not db.exists()
 
 
@@ -167,13 +166,12 @@ def test_dry_run_after_a_first_load_plans_the_incremental_window(tmp_path: Path)
     import sqlite3
     from contextlib import closing
 
-    from dbsnapshot import base_env, tracker
+    from dbsnapshot import base_env, only_sources, tracker
 
     db = tmp_path / "inc.sqlite"
     with _server() as srv:
         env = base_env(TRACKER_DB=str(db), TRACKER_CTGOV_URL=srv.ctgov_url,
-                       TRACKER_CTGOV_RATE_PER_SECOND="100", TRACKER_PUBMED_ENABLED="false",
-                       TRACKER_EUROPEPMC_ENABLED="false")
+                       TRACKER_CTGOV_RATE_PER_SECOND="100", **only_sources("ctgov"))
         assert tracker(["update"], env).returncode == 0
         with closing(sqlite3.connect(db)) as conn:
             before = conn.execute("SELECT count(*) FROM fetch_run").fetchone()[0], \

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dbsnapshot import only_sources
 from replay_server import ReplayServer, clone_study
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -32,8 +33,7 @@ def _env(srv: ReplayServer, db: Path) -> dict[str, str]:
         "TRACKER_CTGOV_URL": srv.ctgov_url,
         "TRACKER_CTGOV_PAGE_SIZE": "4",  # 11 studies -> 3 pages
         "TRACKER_CTGOV_RATE_PER_SECOND": "100",
-        "TRACKER_PUBMED_ENABLED": "false",
-        "TRACKER_EUROPEPMC_ENABLED": "false",
+        **only_sources("ctgov"),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import feedparser
 import pytest
+from dbsnapshot import only_sources
 from replay_server import (
     ReplayServer,
     clone_pubmed_article,
@@ -106,7 +107,7 @@ def _env(srv: ReplayServer, db: Path) -> dict[str, str]:
         "TRACKER_PUBMED_URL": srv.pubmed_url,
         "TRACKER_CTGOV_PAGE_SIZE": "5",
         "TRACKER_CTGOV_RATE_PER_SECOND": "100",
-        "TRACKER_EUROPEPMC_ENABLED": "false",
+        **only_sources("ctgov", "pubmed"),
         "TRACKER_CONTACT_EMAIL": "tracker-tests@example.org",
         "COLUMNS": "80",
     }

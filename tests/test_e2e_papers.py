@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dbsnapshot import only_sources
 from replay_server import (
     ReplayServer,
     clone_europepmc_result,
@@ -65,6 +66,7 @@ def _env(srv: ReplayServer, db: Path, **extra: str) -> dict[str, str]:
         "TRACKER_CTGOV_URL": srv.ctgov_url,
         "TRACKER_PUBMED_URL": srv.pubmed_url,
         "TRACKER_EUROPEPMC_URL": srv.europepmc_url,
+        **only_sources("ctgov", "pubmed", "europepmc"),
         "TRACKER_CTGOV_RATE_PER_SECOND": "100",
         "TRACKER_EUROPEPMC_RATE_PER_SECOND": "100",
         "TRACKER_CONTACT_EMAIL": "tracker-tests@example.org",

@@ -25,6 +25,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from conftest import read_line, wait_for
+from dbsnapshot import only_sources
 from replay_server import ReplayServer
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -359,8 +360,7 @@ def _replay_env(monkeypatch: pytest.MonkeyPatch | None, srv: ReplayServer) -> di
         "TRACKER_CTGOV_URL": srv.ctgov_url,
         "TRACKER_CTGOV_PAGE_SIZE": "4",  # 11 studies -> 3 pages
         "TRACKER_CTGOV_RATE_PER_SECOND": "100",
-        "TRACKER_PUBMED_ENABLED": "false",
-        "TRACKER_EUROPEPMC_ENABLED": "false",
+        **only_sources("ctgov"),
     }
     if monkeypatch is not None:
         for key, value in env.items():

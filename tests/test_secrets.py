@@ -12,7 +12,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from dbsnapshot import base_env, tracker, write_config
+from dbsnapshot import base_env, only_sources, tracker, write_config
 from replay_server import ReplayServer, fixture_dir, load_pubmed_articles
 
 from tracker.errors import redact, register_secret
@@ -38,7 +38,7 @@ def test_an_echoed_key_is_redacted_everywhere(tmp_path: Path) -> None:
         srv.add_fault("pubmed", "429", on_request=1, times=1000)
         env = base_env(TRACKER_DB=str(db), TRACKER_CONFIG=str(cfg),
                        TRACKER_PUBMED_URL=srv.pubmed_url, TRACKER_PUBMED_API_KEY=KEY,
-                       TRACKER_CTGOV_ENABLED="false", TRACKER_EUROPEPMC_ENABLED="false",
+                       **only_sources("pubmed"),
                        TRACKER_CONTACT_EMAIL="tracker-tests@example.org")
         res = tracker(["-v", "update", "--source", "pubmed"], env)
         assert any(r.get("api_key") == KEY for r in srv.requests_for("pubmed"))  # it was sent

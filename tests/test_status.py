@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dbsnapshot import only_sources
 from replay_server import ReplayServer
 from typer.testing import CliRunner
 
@@ -20,8 +21,8 @@ def test_status_reports_runs_and_fails_when_a_source_failed(
     db = tmp_path / "status.sqlite"
     with ReplayServer(ctgov_studies=studies_json) as srv:
         env = {"TRACKER_DB": str(db), "TRACKER_CTGOV_URL": srv.ctgov_url,
-               "TRACKER_CTGOV_RATE_PER_SECOND": "100", "TRACKER_PUBMED_ENABLED": "false",
-               "TRACKER_EUROPEPMC_ENABLED": "false", "TRACKER_MAX_RETRIES": "0"}
+               "TRACKER_CTGOV_RATE_PER_SECOND": "100", **only_sources("ctgov"),
+               "TRACKER_MAX_RETRIES": "0"}
         assert runner.invoke(app, ["update"], env=env).exit_code == 0
         ok = runner.invoke(app, ["status", "-f", "json"], env=env)
         assert ok.exit_code == 0, ok.output

@@ -79,8 +79,8 @@ DEFAULT_EUROPEPMC_QUERY = "(" + " OR ".join(
     [f'{field}:"{phrase}"' for phrase in EUROPEPMC_PHRASES for field in EUROPEPMC_FIELDS]
     + [f'MESH:"{heading}"' for heading in EUROPEPMC_MESH]) + ")"
 
-# The registries beyond CT.gov (issue 13; their fetchers are in sources/, off by default until
-# the replay server serves their APIs and their windows are proven complete).
+# The registries beyond CT.gov (issue 13; their fetchers are in sources/, on by default: a
+# registry's failure is one line and leaves the other sources' runs standing).
 DEFAULT_ISRCTN_QUERY = ('"mesenchymal stem" OR "mesenchymal stromal" OR "stromal vascular '
                         'fraction" OR "bone marrow aspirate concentrate" OR "Wharton\'s jelly"')
 DEFAULT_EUCTR_QUERY = 'mesenchymal OR "stromal vascular fraction" OR "bone marrow concentrate"'
@@ -301,7 +301,6 @@ class IsrctnSettings(SourceSettings):
     """ISRCTN XML API: no paging; ``page_size`` is the most records one ``lastEdited`` window
     may hold before it is split (dl_isrctn splits above 100; API_NOTES 4.3)."""
 
-    enabled: bool = False
     page_size: Annotated[int, _Number("records per window", ge=1, le=1000)] = 100
 
 
@@ -309,7 +308,6 @@ class IsrctnSettings(SourceSettings):
 class EuctrSettings(SourceSettings):
     """EU Clinical Trials Register: HTML search pages of 20 trials (API_NOTES 5.2)."""
 
-    enabled: bool = False
     page_size: Annotated[int, _Number("trials per page (the register sends 20)", ge=20,
                                       le=20)] = 20
 
@@ -318,7 +316,6 @@ class EuctrSettings(SourceSettings):
 class CtisSettings(SourceSettings):
     """EU CTIS public API: POST search, 1-based pages of up to 100 (API_NOTES 6.2)."""
 
-    enabled: bool = False
     page_size: Annotated[int, _Number("records per page", ge=1, le=100)] = 100
 
 
