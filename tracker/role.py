@@ -217,6 +217,7 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
     # Descriptions of named non-MSC products (PRP "stimulating resident MSCs"): a mention.
     passing: list[Field] = []
     specific_non_msc = vague_given = drug_like = 0
+    described: dict[int, Field] = {}  # id of a name field -> its intervention's description
     for iv in record.interventions:
         nf = _field("intervention", iv.name)
         others = [f for f in (_field("intervention_other_name", o) for o in iv.other_names)
@@ -239,6 +240,8 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
         drug_like += not vague and (iv.type or "").upper() in _NOT_CELLS
         if df is not None:
             (passing.append(df) if non_msc else descriptions.append((df, vague)))
+            for f in ([nf] if nf else []) + others:
+                described[id(f)] = df
     arms = [f for a in record.arms if (a.type or "").upper() not in _PASSIVE_ARMS
             for f in (_field("arm", a.label), _field("arm_description", a.description))
             if f is not None]
@@ -296,7 +299,10 @@ def study_role(record: StudyRecord, rules: Rules) -> Role:
     if role in RELEVANT_ROLES:
         out.named = [(m.hit.label, m.field.name, m.matched)
                      for m in given + [d for d, _ in desc] + title if m.kind == "named"]
-        out.given = _unique(names + arms + [m.field for m in used if m.field.name in (
+        # The description of an intervention that names MSCs says what they are ("allogeneic
+        # umbilical cord-derived ..." of "UC-MSC"): the facets read it beside the name.
+        own = [described[id(m.field)] for m in given if id(m.field) in described]
+        out.given = _unique(names + arms + own + [m.field for m in used if m.field.name in (
             "intervention_description", "title", "official_title")])
         out.minimally_manipulated = any(
             _is(rr.minimal, m.field.norm[max(0, m.hit.start - 40):m.hit.end + 40]
