@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -252,6 +252,38 @@ def page_limit(total: int | None, page_size: int) -> int:
     size = max(1, page_size)
     records = NO_TOTAL_RECORDS if total is None else max(0, total)
     return -(-records // size) + PAGE_MARGIN
+
+
+def follow_cursor(source: str, page_size: int,
+                  get: Callable[[str | None], tuple[list[Any], int | None, str | None]],
+                  first: str | None = None, *, what: str = "page token",
+                  error: type[ParseError] = ParseError) -> Iterator[Page]:
+    """Every page of one result set that hands out a next-page token or cursor (CT.gov's
+    ``nextPageToken``, Europe PMC's ``cursorMark``): ``get(token)`` fetches and reads one
+    page as (items, announced total, next token or None), starting from ``first``.
+
+    The first page announces the total. Paging ends when no next token comes; a token sent
+    twice is ``error`` (the API is going round in circles), and more pages than the total
+    allows (``page_limit``) is IncompleteError (``endless_paging``), never paging forever."""
+    token, seen = first, {first} if first is not None else set()
+    pages = empty = 0
+    announced: int | None = None
+    limit = page_limit(None, page_size)
+    while True:
+        items, total, token = get(token)
+        if pages == 0:
+            announced, limit = total, page_limit(total, page_size)
+        pages += 1
+        empty += not items
+        yield Page(items=items, total=total if pages == 1 else None)
+        if token is None:
+            return
+        if token in seen:
+            raise error(f"{source}: the API repeated {what} {token!r}; paging stopped, nothing "
+                        "is lost, the next run repeats this window")
+        if pages >= limit:
+            raise endless_paging(source, pages, announced, page_size, empty)
+        seen.add(token)
 
 
 def endless_paging(source: str, pages: int, total: int | None, page_size: int,

@@ -27,9 +27,8 @@ from sources.base import (
     Page,
     SourceCount,
     Window,
-    endless_paging,
+    follow_cursor,
     not_json,
-    page_limit,
     pages_for,
 )
 from tracker.config import SourceSettings
@@ -377,29 +376,12 @@ class ClinicalTrialsGov(BaseSource):
             return
         url = self.settings.url.rstrip("/") + "/studies"
         size = min(max(self.settings.page_size, 1), 1000)
-        token: str | None = None
-        seen_tokens: set[str] = set()
-        pages = empty = 0
-        limit = page_limit(None, size)
-        announced: int | None = None
-        while True:
+
+        def get(token: str | None) -> tuple[list[Any], int | None, str | None]:
             params = build_params(self.settings.query, window, page_size=size, page_token=token)
-            body = http.get(NAME, url, params).content
-            studies, total, token = parse_page(body)
-            del body
-            if pages == 0:
-                announced = total
-                limit = page_limit(total, size)
-            pages += 1
-            empty += not studies
-            yield Page(items=studies, total=total if pages == 1 else None)
-            if token is None:
-                return
-            if token in seen_tokens:
-                raise ParseError(f"ctgov: the API repeated page token {token!r}; paging stopped")
-            if pages >= limit:
-                raise endless_paging(NAME, pages, announced, size, empty)
-            seen_tokens.add(token)
+            return parse_page(http.get(NAME, url, params).content)
+
+        yield from follow_cursor(NAME, size, get)
 
     def count(self, http: Any, window: Window) -> SourceCount:
         """``totalCount`` of ``window`` from a one-study page of NCT ids only (one request)."""

@@ -332,7 +332,7 @@ class EuropePMC(BaseSource):
         that keeps coming back fresh without the results running out fails the window instead
         of paging forever. A window that starts after it ends is empty: nothing is asked.
         """
-        from sources.base import Page, endless_paging, page_limit
+        from sources.base import follow_cursor
 
         if window.since is not None and window.since > window.until:
             return
@@ -340,27 +340,16 @@ class EuropePMC(BaseSource):
         query = (build_window_query(self.settings.query, window.since, window.until)
                  if window.since else self.settings.query)
         size = min(self.settings.page_size, MAX_PAGE_SIZE)
-        cursor = "*"
-        seen = {cursor}
-        pages = empty = announced = 0
-        while True:
-            params = build_search_params(query, cursor=cursor, page_size=size, email=self.email)
-            body = http.get(SOURCE, url, params).content
-            hit_count, next_cursor, results = parse_search_envelope(body)
-            if pages == 0:
-                announced = hit_count
-            pages += 1
-            empty += not results
-            yield Page(items=results, total=hit_count if pages == 1 else None)
-            if next_cursor is None:
-                return
-            if next_cursor in seen:
-                raise EuropePMCParseError(
-                    f"europepmc: the API repeated cursor {next_cursor!r}; paging stopped")
-            if pages >= page_limit(announced, size):
-                raise endless_paging(SOURCE, pages, announced, size, empty)
-            seen.add(next_cursor)
-            cursor = next_cursor
+
+        def get(cursor: str | None) -> tuple[list[Any], int | None, str | None]:
+            params = build_search_params(query, cursor=cursor or "*", page_size=size,
+                                         email=self.email)
+            hit_count, next_cursor, results = parse_search_envelope(
+                http.get(SOURCE, url, params).content)
+            return results, hit_count, next_cursor
+
+        yield from follow_cursor(SOURCE, size, get, "*", what="cursor",
+                                 error=EuropePMCParseError)
 
     def parse(self, item: Any) -> PublicationRecord:
         """Normalise one raw result."""
