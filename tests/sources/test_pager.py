@@ -40,11 +40,10 @@ def test_the_first_cursor_coming_back_is_a_repeat_too() -> None:
 
 def test_more_pages_than_the_total_allows_fail_instead_of_paging_forever() -> None:
     endless = [([f"r{i}"], 2, f"t{i}") for i in range(50)]
-    got = []
+    asked: list = []
     with pytest.raises(IncompleteError, match=r"^src: paging did not end"):
-        for page in follow_cursor("src", 1, _server(endless, [])):
-            got.append(page)
-    assert len(got) == 4  # 2 records of 1 a page, and the two pages of margin
+        list(follow_cursor("src", 1, _server(endless, asked)))
+    assert len(asked) == 4  # 2 records of 1 a page, and the two pages of margin
 
 
 def test_the_error_class_is_the_sources_own() -> None:
