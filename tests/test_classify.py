@@ -236,14 +236,16 @@ def test_missing_rules_file_raises(tmp_path):
 
 
 def test_classification_is_fast(rules, rows):
+    """A regression guard, in this process's CPU time (time spent waiting for a core on a busy
+    machine does not count); the bars themselves are the ingest benchmarks'."""
     recs = [row_to_record(r) for r in rows.values() if r["kind"] == "study"]
     best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
+    for _ in range(5):
+        t0 = time.process_time()
         for rec in recs:
             classify_study(rec, rules)
-        best = min(best, (time.perf_counter() - t0) / len(recs))
-    assert best < 0.3e-3, f"{best * 1e6:.0f} us per study"
+        best = min(best, (time.process_time() - t0) / len(recs))
+    assert best < 0.3e-3, f"{best * 1e6:.0f} us of CPU per study"
 
 
 def test_ascii_fast_path_normalises_exactly_like_the_general_one() -> None:

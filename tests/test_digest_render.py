@@ -639,9 +639,9 @@ def test_charts_keep_the_last_five_years_and_fold_small_series() -> None:
 
 def test_render_html_500_items_is_fast() -> None:
     data = big_digest(500)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a busy machine's waits do not count
     html = render_html(data)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert html.count('<li class="item">') == 500
     assert elapsed < 5, f"render_html took {elapsed:.2f} s for 500 items"
 

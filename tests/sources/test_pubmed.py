@@ -638,14 +638,14 @@ def test_entity_expansion_bomb_is_not_expanded() -> None:
     lol += [f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">' for i in range(1, 10)]
     raw = _with_internal_subset("efetch_pubmed_20412080.xml", "".join(lol))
     raw = raw.replace(b"<ArticleTitle>The human", b"<ArticleTitle>&lol9; The human", 1)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a busy machine's waits do not count
     try:
         (r,) = parse_efetch(raw)
     except PubMedParseError as exc:  # libxml2 >= 2.13 refuses the amplification outright
         assert "amplification" in str(exc)
     else:  # older libxml2: kept as an unexpanded reference
         assert len(r.title) < 100 and len(r.raw) < len(raw)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_a_record_with_an_undeclared_entity_reads_again_from_its_stored_bytes() -> None:
