@@ -4,9 +4,10 @@
     python benchmarks/bench_sources.py --latency 0.1
 
 The replay server (tests/replay_server.py) answers every request after ``--latency``
-seconds, as a distant API does, with the recorded real data of each source (CT.gov studies,
-PubMed articles, Europe PMC results) and each API's real paging; small page sizes make each
-source take several requests. The real ``tracker update`` runs as a process:
+seconds, as a distant API does, with the recorded data of each of the six sources (CT.gov
+studies, PubMed articles, Europe PMC results, ISRCTN trials, EU CTR protocols and EU CTIS
+trials, as their end-to-end tests load them) and each API's real paging; small page sizes
+make each source take several requests. The real ``tracker update`` runs as a process:
 
 * each source alone, into a new database (``--source NAME``);
 * every source in one update, into a new database (side by side: tracker/update.py).
@@ -37,13 +38,19 @@ from replay_server import (
 )
 
 FIX = ROOT / "tests" / "fixtures"
-SOURCES = ("ctgov", "pubmed", "europepmc")
-RATES = {"ctgov": 4.0, "pubmed": 3.0, "europepmc": 4.0}
-PAGES = {"ctgov": 3, "pubmed": 2, "europepmc": 4}
+SOURCES = ("ctgov", "pubmed", "europepmc", "isrctn", "euctr", "ctis")
+RATES = {"ctgov": 4.0, "pubmed": 3.0, "europepmc": 4.0, "isrctn": 2.0, "euctr": 4.0,
+         "ctis": 4.0}
+# Page sizes that make each source take several requests (EU CTR's pages are always 20).
+PAGES = {"ctgov": 3, "pubmed": 2, "europepmc": 4, "isrctn": 8, "ctis": 2}
 
 
 def server_data() -> dict:
     import json
+
+    import test_e2e_ctis
+    import test_e2e_euctr
+    import test_e2e_isrctn
 
     studies = []
     for path in sorted((FIX / "ctgov").glob("study_NCT*.json")):
@@ -53,15 +60,16 @@ def server_data() -> dict:
     return {"ctgov_studies": studies,
             "pubmed_articles": load_pubmed_articles(FIX / "pubmed"),
             "europepmc_results": load_europepmc_results(
-                FIX / "europepmc" / "search_cancer_core.json")}
+                FIX / "europepmc" / "search_cancer_core.json"),
+            "isrctn_trials": test_e2e_isrctn.trials(), "euctr_trials": test_e2e_euctr.trials(),
+            "ctis_trials": test_e2e_ctis.trials()}
 
 
 def run(srv: ReplayServer, db: Path, args: list[str]) -> float:
     env = base_env(TRACKER_DB=str(db), TRACKER_CONTACT_EMAIL="bench@example.org",
-                   TRACKER_CTGOV_URL=srv.ctgov_url, TRACKER_PUBMED_URL=srv.pubmed_url,
-                   TRACKER_EUROPEPMC_URL=srv.europepmc_url, TRACKER_TIMEOUT="30",
+                   TRACKER_TIMEOUT="30", **srv.source_env,
                    **{f"TRACKER_{s.upper()}_RATE_PER_SECOND": str(RATES[s]) for s in SOURCES},
-                   **{f"TRACKER_{s.upper()}_PAGE_SIZE": str(PAGES[s]) for s in SOURCES})
+                   **{f"TRACKER_{s.upper()}_PAGE_SIZE": str(n) for s, n in PAGES.items()})
     start = time.monotonic()
     res = tracker(["update", *args], env, timeout=600)
     took = time.monotonic() - start

@@ -16,11 +16,15 @@ following lines until the next field; translations carry a language suffix on th
 
 Incremental runs: the register has no "last updated" filter (its ``dateFrom``/``dateTo``
 filter the date a trial was first entered in EudraCT, which says nothing about changes) and
-its RSS feed ``/ctr-search/rest/feed/bydates?<query>`` covers the last 7 days only. So every
-run, full or incremental, re-pages the whole query and downloads every protocol again; the
-pipeline's content hash keeps unchanged trials unchanged. (A run that is never more than a
-week late could read the RSS feed instead; that is not implemented.) EUCTR is frozen for new
-trials (CTIS took over in 2023), so the query's total moves little.
+its RSS feed ``/ctr-search/rest/feed/bydates?<query>`` covers the last 7 days only. So an
+incremental run whose window starts at most ``FEED_DAYS`` days back (the nightly run: the
+watermark minus the overlap) reads the feed (:func:`parse_feed`: the EudraCT numbers in its
+``<link>`` entries, ``eudract_number:NNNN-NNNNNN-NN``) and downloads only those trials, each
+through a search for its number; a feed that lists nothing costs one request. Every other
+run (the first, ``--full``, a window older than the feed reaches after missed nights)
+re-pages the whole query and downloads every protocol again, and the pipeline's content hash
+keeps unchanged trials unchanged. EUCTR is frozen for new trials (CTIS took over in 2023), so
+the query's total moves little and the feed is short.
 
 One trial, one record: a trial has one protocol per member state, and the tracker stores ONE
 StudyRecord per EudraCT number (registry ``euctr``). Its protocols are put in a canonical order
@@ -60,6 +64,7 @@ from sources.base import (
     SourceCount,
     Window,
     pages_for,
+    parse_xml,
 )
 from tracker.config import SourceSettings
 from tracker.errors import FetchError, ParseError
@@ -130,6 +135,27 @@ def build_search_params(
     if entered_to is not None:
         params["dateTo"] = entered_to.isoformat()
     return params
+
+
+def feed_url(base: str = BASE_URL) -> str:
+    """The RSS feed of the query's changes in the last 7 days (the search's parameters)."""
+    return base.rstrip("/") + "/rest/feed/bydates"
+
+
+def build_feed_params(query: str) -> dict[str, str]:
+    """Query parameters of the 7-day feed: the search's query, no page."""
+    return {"query": query}
+
+
+# The feed reaches 7 days back from the register's today; a window starting 6 days back at
+# most is inside it with a day to spare (clock differences, a run that starts near midnight).
+FEED_DAYS = 6
+
+
+def feed_covers(window: Window) -> bool:
+    """Whether the 7-day feed holds every change of ``window`` (an incremental window that
+    starts at most FEED_DAYS before it ends)."""
+    return window.since is not None and (window.until - window.since).days <= FEED_DAYS
 
 
 def protocol_url(eudract: str, country: str, base: str = BASE_URL) -> str:
@@ -308,6 +334,30 @@ def parse_search_page(body: bytes | str) -> tuple[list[SearchResult], int]:
 # --------------------------------------------------------------------------------------------
 # Protocols: the per-country text (and the HTML page, read into the same shape)
 # --------------------------------------------------------------------------------------------
+
+
+_FEED_NUMBER = re.compile(r"eudract_number:\s*((?:19|20)\d{2}-\d{6}-\d{2})(?![0-9])")
+
+
+def parse_feed(body: bytes) -> list[str]:
+    """The EudraCT numbers of the 7-day feed, distinct, in feed order: those its ``<link>``
+    (or ``<guid>``) entries name as ``eudract_number:NNNN-NNNNNN-NN`` (API_NOTES 5.2). A feed
+    without items is []. Raises one ParseError line when the body is not XML (an HTML error
+    page) or not an RSS or Atom feed."""
+    root = parse_xml(body, f"{NAME}: the 7-day feed", ParseError)
+    tag = root.tag.rsplit("}", 1)[-1] if isinstance(root.tag, str) else ""
+    if tag not in ("rss", "feed", "RDF"):
+        raise ParseError(f"{NAME}: the 7-day feed is not an RSS or Atom feed (its root is "
+                         f"<{tag}>: an error page, or the register changed it); nothing is "
+                         "lost, the next run repeats this window")
+    found: dict[str, None] = {}
+    for el in root.iter():
+        name = el.tag.rsplit("}", 1)[-1] if isinstance(el.tag, str) else ""
+        if name in ("link", "guid", "id"):
+            for text in (el.text, el.get("href")):
+                for m in _FEED_NUMBER.finditer(text or ""):
+                    found.setdefault(m.group(1), None)
+    return list(found)
 
 
 @dataclass(slots=True)
@@ -1054,11 +1104,35 @@ class EUCTR(BaseSource):
         raw = b"\n\n".join(t for t in texts if t)
         return EuctrItem(result.eudract, raw + b"\n" if raw else b"", countries)
 
+    def _by_number(self, http: Any, eudract: str) -> EuctrItem | None:
+        """One trial by its EudraCT number: the register's search for it, then its protocols;
+        None when the register does not list it."""
+        try:
+            results, _ = self._search(http, eudract, 1)
+        except FetchError as exc:
+            if exc.status_code != 404:
+                raise
+            return None
+        for result in results:
+            if result.eudract == eudract:
+                return self._item(http, result)
+        return None
+
+    def _feed(self, http: Any) -> list[str]:
+        body = http.get(NAME, feed_url(self.base), build_feed_params(self.settings.query))
+        return parse_feed(body.content)
+
     def fetch(self, http: Any, window: Window) -> Iterator[Page]:
-        """Yield every search page of the query as a page of trials (each with all its
-        member-state protocol texts). Full and incremental windows alike re-page the whole
-        query: the register cannot filter on last change (module docstring)."""
+        """Yield the trials of ``window`` as pages, each trial with all its member-state
+        protocol texts. A window the 7-day feed covers (``feed_covers``) downloads the trials
+        the feed names, as one page; any other re-pages the whole query: the register cannot
+        filter on last change (module docstring)."""
         if window.since is not None and window.since > window.until:
+            return
+        if feed_covers(window):
+            items = [item for item in (self._by_number(http, n) for n in self._feed(http))
+                     if item is not None]
+            yield Page(items=items, total=len(items))
             return
         # Paging is bounded by the first page's total (every search page announces one; a
         # page without it is a ParseError): pages_for(total) pages, or fewer when a page comes
@@ -1075,11 +1149,17 @@ class EUCTR(BaseSource):
             results, _ = self._search(http, self.settings.query, page)
 
     def count(self, http: Any, window: Window) -> SourceCount:
-        """The query's total from its first search page (one request); the requests a run
-        needs are its search pages plus one download per member-state protocol, estimated
-        from the protocols per trial on that first page."""
+        """The trials a run would download: for a window the 7-day feed covers, the feed's
+        (one request); else the query's total from its first search page. The requests are
+        the search pages (or one search per fed trial) plus one download per member-state
+        protocol, estimated from the protocols per trial on that first page."""
         if window.since is not None and window.since > window.until:
             return SourceCount(0, 0)
+        if feed_covers(window):
+            fed = len(self._feed(http))
+            return SourceCount(fed, 1 + 2 * fed,
+                               note="the 7-day feed; one search and about one protocol "
+                                    "download a trial")
         results, total = self._search(http, self.settings.query, 1)
         per_trial = (sum(len(r.protocols) for r in results) / len(results)) if results else 1.0
         downloads = round(total * per_trial)
@@ -1092,18 +1172,10 @@ class EUCTR(BaseSource):
         search for the number, then its protocols. A number the register does not list is
         skipped (it stays quarantined); another id is never requested."""
         for eudract in ids:
-            if not EUDRACT_RE.match(eudract):
-                continue
-            try:
-                results, _ = self._search(http, eudract, 1)
-            except FetchError as exc:
-                if exc.status_code != 404:
-                    raise
-                continue
-            for result in results:
-                if result.eudract == eudract:
-                    yield Page(items=[self._item(http, result)])
-                    break
+            if EUDRACT_RE.match(eudract):
+                item = self._by_number(http, eudract)
+                if item is not None:
+                    yield Page(items=[item])
 
     def parse(self, item: EuctrItem) -> StudyRecord:
         """One trial's record (see :func:`record_from_protocols`)."""

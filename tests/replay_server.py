@@ -1006,6 +1006,8 @@ class ReplayServer:
         self.ctis_trials: list[tuple[dict, dict]] = list(ctis_trials or [])
         # EU CTR: (EudraCT number, {member state: protocol text}) per trial, in search order
         self.euctr_trials: list[tuple[str, dict[str, bytes]]] = list(euctr_trials or [])
+        # EU CTR: the EudraCT numbers the 7-day feed lists (changed "in the last 7 days")
+        self.euctr_changed: list[str] = []
         self.esearch_ceiling = esearch_ceiling
         self.europepmc_end = europepmc_end
         self.timeout_sleep = timeout_sleep
@@ -1331,6 +1333,10 @@ class ReplayServer:
                 if number == eudract and country in texts:
                     return _Response(200, texts[country], "text/plain; charset=utf-8")
             return _text(404, f"No protocol {eudract}/{country}")
+        if sub.rstrip("/") == "/rest/feed/bydates":
+            known = {number for number, _ in self.euctr_trials}
+            return _Response(200, _euctr_feed_xml([n for n in self.euctr_changed if n in known]),
+                             "application/rss+xml;charset=UTF-8")
         if sub.rstrip("/") != "/search":
             return _text(404, f"Not Found: {rec.path}")
         query = (rec.get("query") or "").strip()
@@ -1985,6 +1991,20 @@ def clone_isrctn_trial(trial: bytes, number: int, last_updated: str) -> bytes:
 
 
 _EUCTR_SEARCH = "euctr/euctr_search_query_2015-000590-12.html"  # the recorded search page
+
+
+_EUCTR_FEED = "euctr/crafted_feed_bydates.xml"  # the documented feed shape (see its README)
+
+
+def _euctr_feed_xml(numbers: list[str]) -> bytes:
+    """The crafted 7-day feed with one ``<item>`` per number, in the recorded item's form."""
+    body = (_TESTS_DIR / "fixtures" / _EUCTR_FEED).read_text(encoding="utf-8")
+    head, rest = body.split("<item>", 1)
+    item, tail = rest.split("</item>", 1)
+    tail = tail[tail.index("</channel>"):]
+    old = re.search(r"\d{4}-\d{6}-\d{2}", item).group(0)  # type: ignore[union-attr]
+    items = "".join("<item>" + item.replace(old, n) + "</item>\n    " for n in numbers)
+    return (head + items + tail).encode()
 
 
 def _euctr_search_html(trials: list[tuple[str, dict[str, bytes]]], total: int) -> bytes:

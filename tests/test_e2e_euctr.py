@@ -10,6 +10,8 @@ the recorded search page with its result table repeated per trial (tests/replay_
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,90 @@ def test_a_short_search_fails_in_one_line_and_the_next_run_catches_up(
         again = tracker(["update", "--source", "euctr"], _env(srv, db, cfg))
     assert again.returncode == 0, again.stderr
     assert snapshot(db)["studies"] == snapshot(base_db)["studies"]
+
+
+# --------------------------------------------------------------------------------------------
+# The nightly run reads the 7-day feed (crafted from its documented shape: see the README)
+# --------------------------------------------------------------------------------------------
+def _changed(texts: dict[str, bytes]) -> dict[str, bytes]:
+    """crafted_status_change: one member state's protocol with a new trial status."""
+    cc = min(texts)
+    new = re.sub(rb"Trial Status: [^\n]+", b"Trial Status: Prematurely Ended", texts[cc], count=1)
+    assert new != texts[cc]
+    return {**texts, cc: new}
+
+
+def test_the_nightly_run_downloads_only_what_the_7_day_feed_names(
+        tmp_path: Path, cfg: Path) -> None:
+    db = tmp_path / "feed.sqlite"
+    data = trials()
+    with ReplayServer(euctr_trials=data) as srv:
+        assert tracker(["update", "--source", "euctr"], _env(srv, db, cfg)).returncode == 0
+        before = snapshot(db)["studies"]
+        number, texts = srv.euctr_trials[3]
+        srv.euctr_trials[3] = (number, _changed(texts))
+        srv.euctr_changed = [number]
+        n0 = len(srv.requests_for("euctr"))
+        res = tracker(["update", "--source", "euctr"], _env(srv, db, cfg))
+        asked = srv.requests_for("euctr")[n0:]
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("euctr: 0 new, 1 changed, 0 unchanged, 0 failed"), res.stdout
+    assert asked[0].path.endswith("/rest/feed/bydates")
+    assert [r.get("query") for r in asked if r.path.endswith("/search")] == [number]
+    assert len(asked) == 2 + len(texts)  # the feed, the search, its protocols
+    after = snapshot(db)["studies"]
+    assert after[f"euctr:{number}"] != before[f"euctr:{number}"]
+    assert {k: v for k, v in after.items() if k != f"euctr:{number}"} == {
+        k: v for k, v in before.items() if k != f"euctr:{number}"}
+
+
+def test_an_empty_feed_costs_one_request_and_moves_the_watermark(
+        tmp_path: Path, cfg: Path) -> None:
+    db = tmp_path / "empty.sqlite"
+    with ReplayServer(euctr_trials=trials()) as srv:
+        assert tracker(["update", "--source", "euctr"], _env(srv, db, cfg)).returncode == 0
+        n0 = len(srv.requests_for("euctr"))
+        res = tracker(["update", "--source", "euctr"], _env(srv, db, cfg))
+        asked = srv.requests_for("euctr")[n0:]
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("euctr: 0 new, 0 changed, 0 unchanged, 0 failed")
+    assert len(asked) == 1
+    assert runs(db, "euctr")[-1]["outcome"] == "ok"
+
+
+def test_a_feed_that_is_an_html_page_fails_in_one_line_and_the_next_run_catches_up(
+        tmp_path: Path, cfg: Path) -> None:
+    db = tmp_path / "html.sqlite"
+    data = trials()
+    with ReplayServer(euctr_trials=data) as srv:
+        assert tracker(["update", "--source", "euctr"], _env(srv, db, cfg)).returncode == 0
+        mark = state(db, "euctr")
+        number, texts = srv.euctr_trials[0]
+        srv.euctr_trials[0] = (number, _changed(texts))
+        srv.euctr_changed = [number]
+        srv.add_fault("euctr", "html_200", path="/rest/feed/bydates")
+        res = tracker(["update", "--source", "euctr"], _env(srv, db, cfg))
+        assert res.returncode == 1
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: euctr: "), res.stderr
+        assert "feed" in lines[0]
+        assert state(db, "euctr") == mark
+        srv.reset_faults()
+        again = tracker(["update", "--source", "euctr"], _env(srv, db, cfg))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("euctr: 0 new, 1 changed")
+
+
+def test_a_window_older_than_the_feed_pages_the_whole_query(tmp_path: Path, cfg: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    data = trials()
+    since = (dt.date.today() - dt.timedelta(days=10)).isoformat()
+    with ReplayServer(euctr_trials=data) as srv:
+        assert tracker(["update", "--source", "euctr"], _env(srv, db, cfg)).returncode == 0
+        n0 = len(srv.requests_for("euctr"))
+        res = tracker(["update", "--source", "euctr", "--since", since], _env(srv, db, cfg))
+        asked = srv.requests_for("euctr")[n0:]
+    assert res.returncode == 0, res.stderr
+    assert not any("/feed/" in r.path for r in asked)
+    assert [r.get("page") for r in asked if r.path.endswith("/search")] == ["1", "2"]
+    assert f"0 new, 0 changed, {len(data)} unchanged" in res.stdout

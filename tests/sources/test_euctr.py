@@ -516,3 +516,50 @@ def test_an_item_of_another_trial_is_a_parse_error() -> None:
     assert MASITINIB in _one_line_error(exc)
     with pytest.raises(ParseError):
         src.parse(EuctrItem(AVB, b""))
+
+
+# --------------------------------------------------------------------------------------------
+# The 7-day feed (crafted_feed_bydates.xml: the documented shape, see the fixtures' README)
+# --------------------------------------------------------------------------------------------
+def test_the_feed_names_its_trials_by_eudract_number() -> None:
+    from sources.euctr import parse_feed
+
+    body = (FIXTURES / "euctr" / "crafted_feed_bydates.xml").read_bytes()
+    assert parse_feed(body) == ["2022-002568-62", "2021-002179-21"]
+    crafted_empty_feed = body[:body.index(b"<item>")] + b"</channel></rss>"
+    assert parse_feed(crafted_empty_feed) == []
+    crafted_atom = (b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><link href="https://www.'
+                    b'clinicaltrialsregister.eu/ctr-search/search?query=eudract_number:'
+                    b'2019-001698-10"/></entry></feed>')
+    assert parse_feed(crafted_atom) == ["2019-001698-10"]
+
+
+@pytest.mark.parametrize("crafted, why", [
+    (b"<!DOCTYPE html><html><body><h1>Service temporarily unavailable</h1></body></html>",
+     "not an RSS or Atom feed (its root is <html>"),
+    (b"<html><body><p>Service temporarily unavailable<br></body></html>",
+     "not well-formed XML"),
+    (b"<searchResults><trial/></searchResults>", "its root is <searchResults>"),
+    (b"", "is empty"),
+])
+def test_a_feed_that_is_not_a_feed_is_one_parse_error(crafted: bytes, why: str) -> None:
+    from sources.euctr import parse_feed
+
+    with pytest.raises(ParseError) as info:
+        parse_feed(crafted)
+    assert "\n" not in str(info.value) and str(info.value).startswith("euctr: ")
+    assert why in str(info.value)
+
+
+def test_the_feed_is_read_only_for_a_window_it_covers() -> None:
+    from sources.euctr import FEED_DAYS, build_feed_params, feed_covers, feed_url
+
+    today = dt.date(2026, 12, 1)
+    assert feed_covers(Window(today - dt.timedelta(days=4), today))  # the nightly window
+    assert feed_covers(Window(today - dt.timedelta(days=FEED_DAYS), today))
+    assert not feed_covers(Window(today - dt.timedelta(days=FEED_DAYS + 1), today))
+    assert not feed_covers(Window(None, today))  # a first or --full run
+    assert feed_url("https://x.example/ctr-search/") == \
+        "https://x.example/ctr-search/rest/feed/bydates"
+    assert build_feed_params('mesenchymal OR "bone marrow"') == {
+        "query": 'mesenchymal OR "bone marrow"'}
