@@ -182,7 +182,9 @@ the real answer:
   failed: ..."}}`` (or ``<eSearchResult><ERROR>``); efetch -> ``<eFetchResult><ERROR>...``.
 * ``"count_mismatch"``: ctgov - ``totalCount`` + ``extra`` (only on a first page with
   countTotal); pubmed - esearch ``count`` + ``extra``, or efetch drops the last article of the
-  batch; europepmc - ``hitCount`` + ``extra``.
+  batch; europepmc - ``hitCount`` + ``extra``; isrctn, euctr, ctis - one more than they hold.
+* ``"page0_trap"`` (ctis): the search answers as it answers a page 0 (API_NOTES 6.4: 200 with
+  ``totalRecords: 0`` and no data), whatever page was asked for.
 
 Stored data are never mutated by faults (copies are altered).  ``srv.reset_faults()`` removes
 all faults; ``srv.requests.clear()`` empties the log.  ``srv.errors`` collects tracebacks of
@@ -258,7 +260,8 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "isrctn": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
                          "trickle", "invalid_xml", "html_200", "count_mismatch"}),
     "ctis": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
-                       "trickle", "invalid_json", "html_200", "count_mismatch"}),
+                       "trickle", "invalid_json", "html_200", "count_mismatch",
+                       "page0_trap"}),
     "euctr": frozenset({"429", "500", "502", "503", "timeout", "hold", "reset", "truncated",
                         "trickle", "html_200", "count_mismatch"}),
 }
@@ -1369,7 +1372,7 @@ class ReplayServer:
             return _json(400, {"message": "Bad request body"})
         total = len(self.ctis_trials) + (1 if kind == "count_mismatch" else 0)
         pages = -(-total // max(1, size))
-        if page < 1:  # API_NOTES 6.4: page 0 is 200 with nothing
+        if page < 1 or kind == "page0_trap":  # API_NOTES 6.4: page 0 is 200 with nothing
             return _json(200, {"showWarning": False, "pagination": {
                 "totalRecords": 0, "currentPage": page, "totalPages": 0, "nextPage": False,
                 "prevPage": False}, "data": []})

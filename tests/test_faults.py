@@ -20,6 +20,12 @@ cursor), a server that trickles its answer (only the overall deadline of a reque
 the run ends within a bound), wrong-typed fields, an undeclared entity (``tracker classify``
 reads the stored record again), and ``--since`` after today (no request is sent).
 
+Issue 13's rows: ISRCTN, EU CTR and EU CTIS under every transient and persistent fault, an
+HTML page where XML or JSON belongs (EU CTR: a changed layout), a total one more than the
+records sent, CTIS's page-0 trap (a page answered with nothing after a total was announced)
+and ``--since`` after today. (The ICTRP import's bad files are tests/test_import.py's, the EU
+CTR 7-day feed's tests/test_e2e_euctr.py's: neither is a first fetch.)
+
 At the end the module prints a table: source x fault, outcome, records lost (must be 0).
 """
 
@@ -295,18 +301,24 @@ CASES: list[Case] = [
     *_persistent("isrctn"),
     Case("isrctn", "invalid_xml", FAIL, r"^isrctn: .*not well-formed XML"),
     Case("isrctn", "html_200", FAIL, r"^isrctn: response is <html>, not the <allTrials> list"),
-    # (a response whose totalCount is one more than it holds: tests/test_e2e_isrctn.py)
+    # a window whose totalCount is one more than the trials sent (the last window's fetch)
+    Case("isrctn", "count_mismatch", FAIL, r"^isrctn: .*announced", on_request=1, times=50),
     _since_future("isrctn"),
     # ---- EU CTR: 24 trials, search pages of 20, one protocol text per member state
     *_transient("euctr"),
     *_persistent("euctr"),
     Case("euctr", "html_200", FAIL, r"^euctr: .*layout", on_request=1),
+    Case("euctr", "count_mismatch", FAIL, r"^euctr: the API announced 25 records but sent 24",
+         on_request=1),
     _since_future("euctr"),
     # ---- EU CTIS: 3 trials (crafted), search pages of 2, then one retrieve each
     *_transient("ctis"),
     *_persistent("ctis"),
     Case("ctis", "invalid_json", FAIL, r"^ctis: .*is not JSON", on_request=1),
     Case("ctis", "html_200", FAIL, r"^ctis: .*is not JSON.*'<", on_request=1),
+    Case("ctis", "count_mismatch", FAIL, r"^ctis: .*announced 4", on_request=1, times=10),
+    # the second search page answered as a page 0 is: nothing, after 3 were announced
+    Case("ctis", "page0_trap", FAIL, r"^ctis: .*page 0", on_request=2),
     _since_future("ctis"),
 ]
 
