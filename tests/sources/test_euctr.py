@@ -563,3 +563,23 @@ def test_the_feed_is_read_only_for_a_window_it_covers() -> None:
         "https://x.example/ctr-search/rest/feed/bydates"
     assert build_feed_params('mesenchymal OR "bone marrow"') == {
         "query": 'mesenchymal OR "bone marrow"'}
+
+
+def test_a_nightly_count_reads_the_feed_in_one_request() -> None:
+    seen: list[httpx.Request] = []
+    feed = (FIXTURES / "euctr" / "crafted_feed_bydates.xml").read_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/rest/feed/bydates"):
+            return httpx.Response(200, content=feed)
+        return httpx.Response(404, text="not found")
+
+    settings = _settings()
+    with make_client(settings, transport=httpx.MockTransport(handler)) as client:
+        src = EUCTR(settings.source("euctr"))
+        counted = src.count(Http(client, settings),
+                            Window(dt.date(2025, 1, 5), dt.date(2025, 1, 9)))
+    assert [r.url.path for r in seen] == ["/ctr-search/rest/feed/bydates"]
+    assert dict(seen[0].url.params) == {"query": settings.source("euctr").query}
+    assert counted.records == 2 and "7-day feed" in counted.note
