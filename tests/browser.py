@@ -18,7 +18,10 @@ import pytest
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+                 "--disable-component-update", "--disable-sync",
+                 # no name but loopback resolves: the browser, a process of its own that the
+                 # socket guard of tests/conftest.py does not reach, cannot connect elsewhere
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
 TIMEOUT_MS = 30_000
 
 
@@ -58,6 +61,11 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+def _local(url: str) -> bool:
+    return url.startswith(("file:", "data:", "blob:", "http://127.0.0.1:",
+                           "http://localhost:"))
+
+
 @contextmanager
 def open_page(chromium: Any, path: Path, width: int, height: int,
               **context_options: Any) -> Iterator[tuple[Any, PageLog]]:
@@ -66,6 +74,11 @@ def open_page(chromium: Any, path: Path, width: int, height: int,
     context = chromium.new_context(viewport={"width": width, "height": height},
                                    java_script_enabled=True, **context_options)
     try:
+        # Only local pages load (a file, the loopback server a test started); any other
+        # request (a registry link followed, a font or script from elsewhere) is refused
+        # before it leaves.
+        context.route("**/*", lambda route: route.continue_()
+                      if _local(route.request.url) else route.abort())
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.set_default_navigation_timeout(TIMEOUT_MS)
