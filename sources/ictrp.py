@@ -818,9 +818,10 @@ def _trials_in(path: str | Path) -> Iterator[Any]:
             f"ictrp: the file is not a complete ICTRP export ({exc}); {WHAT_TO_DO}")) from None
 
 
-def _trial_of(element: Any) -> RawTrial:
-    """A trial's id, key and refresh date read from its element (its bytes come later)."""
-    trial_id = _text(element, "TrialID")
+def _trial_of(element: Any, trial_id: str | None = None) -> RawTrial:
+    """A trial's id (``trial_id`` if given, else its TrialID), key and refresh date, read
+    from its element; its bytes are left empty for the caller."""
+    trial_id = trial_id if trial_id is not None else _text(element, "TrialID")
     key = refreshed = None
     try:
         key = trial_key(trial_id, _one_line(_text(element, "Source_Register")))
@@ -842,14 +843,14 @@ class RawTrial:
 
 
 def _raw_trial(trial_id: str | None, raw: bytes) -> RawTrial:
-    key = refreshed = None
+    """The item of a trial's bytes, its TrialID as the export wrote it (``_trial_of``)."""
     try:
         element = parse_xml(raw, "ictrp: a trial record")
-        key = trial_key(trial_id, _one_line(_text(element, "Source_Register")))
-        refreshed = _date(_text(element, "Last_Refreshed_on"))
     except ParseError:
-        pass
-    return RawTrial(trial_id, key, raw, refreshed)
+        return RawTrial(trial_id, None, raw)
+    item = _trial_of(element, trial_id)
+    item.raw = raw
+    return item
 
 
 def distinct_trials(items: Iterable[RawTrial]) -> tuple[list[RawTrial], list[str]]:

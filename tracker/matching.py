@@ -151,8 +151,8 @@ class LabelSet:
         "exact_probe",
         "excl_mesh",
         "exclude",
-        "first_words",
         "full",
+        "gates",
         "labels",
         "mesh",
         "needs",
@@ -209,7 +209,6 @@ class LabelSet:
         # asc"): a field holding none of the gate words is skipped without running the
         # scanner. Custom patterns, and terms whose every word is a wildcard, cannot be ruled
         # out this way.
-        self.first_words: set[str] = set()
         self.needs: dict[str, set[frozenset[str]]] = {}  # gate word -> other words required
         wild_prefixes: list[str] = []
         # Patterns are opaque, but a set whose every pattern-bearing spec lists
@@ -237,8 +236,8 @@ class LabelSet:
             needs = frozenset(w for j, w in enumerate(words[:-1]) if j != i and "*" not in w)
             keys = (gate, gate + "s", gate + "es") if i == len(words) - 1 else (gate,)
             for key in keys:
-                self.first_words.add(key)
                 self.needs.setdefault(key, set()).add(needs)
+        self.gates = frozenset(self.needs)  # the gate words, for one C-level intersection
         self.wild = (re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(set(wild_prefixes))))
                                 + ")") if wild_prefixes else None)
         scan_parts = []
@@ -261,14 +260,9 @@ class LabelSet:
 
     def may_match(self, words: frozenset[str], norm: str) -> bool:
         """False when no term of this set can occur in a text with these words."""
-        if self.always_scan:
-            return True
-        for gate in self.first_words.intersection(words):
-            if any(need <= words for need in self.needs[gate]):
-                return True
-        if any(a in norm for a in self.anchors):
-            return True
-        return self.wild is not None and self.wild.search(norm) is not None
+        return self.always_scan or words_may_match(
+            self.gates, self.needs, self.anchors, () if self.wild is None else (self.wild,),
+            words, norm)
 
     def find(self, norm: str, raw: str | None = None,
              words: frozenset[str] | None = None) -> list[Hit]:
@@ -344,16 +338,26 @@ class Probe:
         if self.always or any(rx.search(raw) is not None for rx in self.exact):
             return True
         words = norm_words(raw)
-        hits = self.gates.intersection(words)
-        if hits:
-            have = frozenset(words)
-            if any(need <= have for gate in hits for need in self.needs[gate]):
-                return True
-        if not (self.anchors or self.wild):
+        # Most records hold no gate word: their words need no set, and without anchors or
+        # wildcards no joined text either.
+        gated = not self.gates.isdisjoint(words)
+        if not (gated or self.anchors or self.wild):
             return False
-        norm = " " + " ".join(words) + " "
-        return any(a in norm for a in self.anchors) or any(
-            rx.search(norm) is not None for rx in self.wild)
+        return words_may_match(self.gates, self.needs, self.anchors, self.wild,
+                               frozenset(words) if gated else frozenset(),
+                               " " + " ".join(words) + " ")
+
+
+def words_may_match(gates: frozenset[str], needs: dict[str, set[frozenset[str]]],
+                    anchors: tuple[str, ...], wild: Iterable[re.Pattern[str]],
+                    words: frozenset[str], norm: str) -> bool:
+    """The word test of a term set (``LabelSet``) or of several pooled (``Probe``): a gate
+    word of the text with the other words its term needs, an anchor of a pattern, or a
+    wildcard prefix."""
+    for gate in gates.intersection(words):
+        if any(need <= words for need in needs[gate]):
+            return True
+    return any(a in norm for a in anchors) or any(rx.search(norm) is not None for rx in wild)
 
 
 _ELIG = re.compile(r"(?i)\b(?:inclusion|exclusion|eligibility)\s+criteria\b")

@@ -208,6 +208,8 @@ _NO_TERM = "no MSC term where the record says what is given or studied"
 def study_role(record: StudyRecord, rules: Rules) -> Role:
     from tracker.classify import Evidence
 
+    # Every text this function reads below must be among _can_name_msc's, or the probe could
+    # rule out a record the reading would not (tests/test_role.py checks it on real records).
     if not _can_name_msc(rules, record):
         return Role("none", _NO_TERM)
     rr = rules.role
